@@ -1,0 +1,31 @@
+"""Typed errors. A `UserError` is bad input: the CLI prints its message as one
+paragraph and exits 1, without a traceback. Anything else is a bug in hptune."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input from the user; `str(err)` is the whole, self-contained message."""
+
+
+class ConfigError(UserError):
+    """A config file (or a command-line override) is invalid.
+
+    The message names the file, the key path, the rule, the value received
+    and, where one exists, a fix.
+    """
+
+    def __init__(self, source: str, key: str, message: str) -> None:
+        self.source = source
+        self.key = key
+        self.detail = message
+        where = f"{source}: {key}" if key else source
+        super().__init__(f"{where}: {message}")
+
+
+class DataError(UserError):
+    """A dataset cannot be loaded or split."""
+
+
+class RunError(UserError):
+    """A run directory is missing, unreadable, locked or in an unexpected state."""

@@ -1,0 +1,94 @@
+"""The built-in trainer's hyperparameters: names, domains and defaults.
+
+This module is pure data (no torch import) so that config validation and
+`--help` stay fast. `hptune.train` reads the defaults from here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class ParamDomain:
+    """What values a built-in parameter accepts.
+
+    kind: "float", "int", "bool" or "choice".
+    low/high: inclusive bounds for numbers (None = unbounded);
+    high_open: True when `high` itself is not allowed (β < 1).
+    choices: the allowed values for kind "choice".
+    """
+
+    name: str
+    kind: str
+    default: Any
+    help: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[Any, ...] = ()
+
+    def describe(self) -> str:
+        """The rule in words, for error messages."""
+        if self.kind == "choice":
+            return "one of " + ", ".join(str(c) for c in self.choices)
+        if self.kind == "bool":
+            return "true or false"
+        noun = "an integer" if self.kind == "int" else "a number"
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'>' if self.low_open else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'<' if self.high_open else '<='} {self.high:g}")
+        return noun + (" " + " and ".join(parts) if parts else "")
+
+    def accepts(self, value: Any) -> bool:
+        """Whether one concrete value lies in the domain."""
+        if self.kind == "choice":
+            return value in self.choices
+        if self.kind == "bool":
+            return isinstance(value, bool)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if self.kind == "int" and float(value) != int(value):
+            return False
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        if self.high is not None and (value > self.high or (self.high_open and value == self.high)):
+            return False
+        return True
+
+
+OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
+ACTIVATIONS = ("relu", "tanh", "sigmoid")
+
+BUILTIN_PARAMS: dict[str, ParamDomain] = {
+    p.name: p
+    for p in [
+        ParamDomain("learning_rate", "float", 1e-3, "initial learning rate α", low=0, low_open=True),
+        ParamDomain("optimizer", "choice", "adam", "update rule", choices=OPTIMIZERS),
+        ParamDomain("beta1", "float", 0.9, "momentum's β, Adam's β1", low=0, high=1, high_open=True),
+        ParamDomain("beta2", "float", 0.999, "RMSprop's β, Adam's β2", low=0, high=1, high_open=True),
+        ParamDomain("epsilon", "float", 1e-8, "RMSprop/Adam ε", low=0, low_open=True),
+        ParamDomain("lr_decay", "float", 0.0, "α = α0 / (1 + lr_decay · epoch)", low=0),
+        ParamDomain("batch_size", "int", 64, "mini-batch size", low=2),
+        ParamDomain("epochs", "int", 10, "passes over the training set", low=1),
+        ParamDomain("layers", "int", 2, "number of hidden layers", low=1),
+        ParamDomain("hidden_units", "int", 100, "units per hidden layer", low=1),
+        ParamDomain("activation", "choice", "relu", "hidden activation", choices=ACTIVATIONS),
+        ParamDomain("batch_norm", "bool", True, "batch-normalize hidden layers"),
+        ParamDomain("bn_position", "choice", "before", "normalize z (before) or a (after the activation)",
+                    choices=("before", "after")),
+        ParamDomain("bn_momentum", "float", 0.9,
+                    "β of the running mean/variance averages (PyTorch's momentum is 1 − β)",
+                    low=0, high=1, high_open=True),
+        ParamDomain("bn_stats", "choice", "running",
+                    "evaluation statistics: running averages or an exact pass over the training set",
+                    choices=("running", "population")),
+        ParamDomain("weight_decay", "float", 0.0, "L2 penalty", low=0),
+    ]
+}
+
+DEFAULTS: dict[str, Any] = {name: p.default for name, p in BUILTIN_PARAMS.items()}
