@@ -1,0 +1,329 @@
+"""The command line: thin click commands. The only place that prints or exits.
+
+Data (tables) goes to stdout; progress, notes and warnings go to stderr.
+Heavy modules (pandas, torch) are imported inside the commands so that
+`hptune --help` and `--version` answer at once.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from . import __version__
+from .errors import UserError
+
+FORMAT_CHOICE = click.Choice(["table", "csv", "markdown", "json"])
+
+
+def _fail(err: UserError) -> None:
+    click.echo(f"error: {err}", err=True)
+    sys.exit(1)
+
+
+class _Progress:
+    """Progress on stderr: a live line on a terminal, one line per trial elsewhere."""
+
+    def __init__(self, metric: str, goal: str, space: Any = None) -> None:
+        self.metric, self.goal = metric, goal
+        self.tty = sys.stderr.isatty()
+        self.start = time.monotonic()
+        self.round_start = self.start
+        self.space = space
+        self.width = 0
+
+    def __call__(self, kind: str, info: dict[str, Any]) -> None:
+        if kind == "round":
+            self._clear()
+            self.round_start = time.monotonic()
+            self.space = info["space"]
+            click.echo(f"round {info['round']}/{info['planned']}: {info['trials']} trials -> {info['run_dir']}", err=True)
+            return
+        record, done, total = info["record"], info["done"], info["total"]
+        elapsed = time.monotonic() - self.start
+        rate = done / max(time.monotonic() - self.round_start, 1e-9)
+        remaining = (total - done) / rate if rate > 0 else float("nan")
+        best = info["best"]
+        best_text = "best -"
+        if best is not None:
+            best_text = f"best {best['metrics'][self.metric]:.4f} (trial {best['trial']}: {self._params(best['params'])})"
+        if self.tty:
+            bar_w = 20
+            filled = int(bar_w * done / max(total, 1))
+            line = (f"[{'#' * filled}{'.' * (bar_w - filled)}] {done}/{total} failed {info['failures']}  "
+                    f"{best_text}  {_dur(elapsed)} elapsed, ~{_dur(remaining)} left")
+            cols = _columns()
+            line = line[: cols - 1]
+            sys.stderr.write("\r" + line.ljust(self.width))
+            self.width = len(line)
+            sys.stderr.flush()
+            if done == total:
+                self._clear()
+        else:
+            status = record["status"]
+            value = record.get("metrics", {}).get(self.metric)
+            shown = f"{self.metric} {value:.4f}" if isinstance(value, float) and value == value else status
+            if status != "ok":
+                shown = f"{status}" + (f": {record.get('error')}" if record.get("error") else "")
+            click.echo(f"trial {record['trial']} [{done}/{total}] {shown} ({record['duration_s']:.2f}s) | "
+                       f"{best_text} | failed {info['failures']} | {_dur(elapsed)} elapsed, ~{_dur(remaining)} left",
+                       err=True)
+
+    def _params(self, params: dict[str, Any]) -> str:
+        from .space import Fixed, format_value
+
+        parts = []
+        for k, v in params.items():
+            p = self.space[k] if self.space is not None and k in self.space else None
+            if isinstance(p, Fixed):
+                continue
+            parts.append(f"{k}={format_value(p, v)}")
+        return ", ".join(parts)
+
+    def _clear(self) -> None:
+        if self.tty and self.width:
+            sys.stderr.write("\r" + " " * self.width + "\r")
+            sys.stderr.flush()
+            self.width = 0
+
+
+def _columns() -> int:
+    import shutil
+
+    return shutil.get_terminal_size((100, 20)).columns
+
+
+def _dur(seconds: float) -> str:
+    if seconds != seconds or seconds == float("inf"):
+        return "?"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    m, s = divmod(seconds, 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m"
+
+
+def _print_outcome(outcome: Any, top: int) -> None:
+    from .report import display_frame, render
+
+    for note in outcome.notes:
+        click.echo(f"note: {note}", err=True)
+    cfg = outcome.config
+    click.echo(render(display_frame(outcome.frame, cfg.space, metric=cfg.objective.metric, top=top, errors=False)), nl=False)
+    click.echo(f"{len(outcome.frame)} trials in {outcome.run_dir} (results.csv); "
+               f"`hptune refine {outcome.run_dir}` zooms in on the best.", err=True)
+
+
+def _interrupted(err: Any) -> None:
+    click.echo(f"\ninterrupted: {err.done} finished trials are saved in {err.run_dir}. "
+               f"Resume with: hptune resume {err.run_dir}", err=True)
+    sys.exit(130)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hptune")
+def main() -> None:
+    """hptune: random search, coarse to fine, for batch-normalized networks.
+
+    \b
+    Example:
+      hptune search configs/digits.yaml    # random trials in parallel
+      hptune refine runs/digits            # zoom in on the best trials
+      hptune report runs/digits            # the ranked table
+    """
+
+
+@main.command()
+@click.argument("config_file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--name", help="Run name (default: the config's name, else the file's stem).")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
+              show_default=True, help="Folder that holds the run folders.")
+@click.option("--trials", type=click.IntRange(min=1), help="Trials per round (search.trials).")
+@click.option("--jobs", type=click.IntRange(min=1), help="Parallel worker processes (search.jobs).")
+@click.option("--seed", type=click.IntRange(min=0), help="Random seed (seed).")
+@click.option("--rounds", type=click.IntRange(min=1), help="Rounds, each zoomed on the one before (search.rounds).")
+@click.option("--backend", type=click.Choice(["local", "dask"]), help="Where trials run (search.backend).")
+@click.option("--address", help="Dask scheduler address for --backend dask, e.g. tcp://127.0.0.1:8786.")
+@click.option("--objective", "function", metavar="MODULE:FUNCTION",
+              help="Your own training function train(params) -> dict of metrics (objective.function).")
+@click.option("--dry-run", is_flag=True, help="Print the trials that would run, and stop.")
+@click.option("--format", "fmt", type=FORMAT_CHOICE, default="table", show_default=True,
+              help="Output format for --dry-run.")
+@click.option("--top", type=click.IntRange(min=0), default=20, show_default=True,
+              help="Rows of the final table (0 = all).")
+def search(config_file: Path, name: str | None, runs_dir: Path, trials: int | None, jobs: int | None,
+           seed: int | None, rounds: int | None, backend: str | None, address: str | None,
+           function: str | None, dry_run: bool, fmt: str, top: int) -> None:
+    """Run a random search described by a YAML config.
+
+    Trials run in parallel worker processes; each finished trial is written
+    to runs/<name>/ at once. A new search never overwrites a run: it takes the
+    next free name.
+
+    \b
+    Example:
+      hptune search configs/digits.yaml --trials 50 --jobs 2
+      hptune search configs/digits.yaml --rounds 3
+      hptune search configs/digits.yaml --dry-run --format csv
+    """
+    from . import config as config_mod
+    from . import search as search_mod
+
+    try:
+        cfg = config_mod.load_config(config_file)
+        cfg = config_mod.with_overrides(cfg, name=name, trials=trials, jobs=jobs, seed=seed, rounds=rounds,
+                                        backend=backend, address=address, function=function)
+        for warning in cfg.warnings:
+            click.echo(f"warning: {warning}", err=True)
+        if dry_run:
+            _print_plan(cfg, search_mod.plan_trials(cfg), fmt)
+            return
+        outcome = search_mod.search(cfg, runs_dir, progress=_Progress(cfg.objective.metric, cfg.objective.goal, cfg.space))
+    except search_mod.Interrupted as err:
+        _interrupted(err)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted before any trial finished.", err=True)
+        sys.exit(130)
+    except UserError as err:
+        _fail(err)
+    _print_outcome(outcome, top)
+
+
+def _print_plan(cfg: Any, rows: list[dict[str, Any]], fmt: str) -> None:
+    import pandas as pd
+
+    from .report import render
+    from .space import format_value
+
+    frame = pd.DataFrame(rows)
+    if fmt == "table":
+        for col in cfg.space.names:
+            frame[col] = [format_value(cfg.space[col], v) for v in frame[col]]
+    click.echo(render(frame, fmt), nl=False)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--trials", type=click.IntRange(min=1), help="Trials in the new round (default: as before).")
+@click.option("--top", type=click.IntRange(min=1),
+              help="How many best trials define the region (default: a fifth of the finished, 3 to 10).")
+@click.option("--margin", type=click.FloatRange(min=0, max=1), help="Widening on each side, as a fraction of the old width.")
+@click.option("--jobs", type=click.IntRange(min=1), help="Parallel worker processes.")
+@click.option("--dry-run", is_flag=True, help="Print the zoomed space, and stop.")
+def refine(run_dir: Path, trials: int | None, top: int | None, margin: float | None, jobs: int | None,
+           dry_run: bool) -> None:
+    """Zoom in on the best trials of a run's latest round and run another round.
+
+    The zoom happens in each range's sampling coordinate (log10 x for log,
+    log10(1 - x) for one_minus_log); the new space is written to
+    RUN_DIR/rounds/round-N.yaml.
+
+    \b
+    Example:
+      hptune refine runs/digits --trials 25 --top 5
+      hptune refine runs/digits --dry-run
+    """
+    from . import search as search_mod
+
+    try:
+        if dry_run:
+            import yaml
+
+            z, next_round = search_mod.plan_refine(run_dir, top=top, margin=margin)
+            click.echo(f"# round {next_round}: zoomed on the top {z.top} of {z.finished} finished trials, margin {z.margin:g}")
+            click.echo(yaml.safe_dump({"space": z.space.to_yaml()}, sort_keys=False, default_flow_style=None), nl=False)
+            for note in z.notes:
+                click.echo(f"note: {note}", err=True)
+            return
+        run = search_mod.RunStore.open(run_dir)
+        cfg = search_mod.load_run_config(run)
+        outcome = search_mod.refine(run_dir, trials=trials, top=top, jobs=jobs, margin=margin,
+                                    progress=_Progress(cfg.objective.metric, cfg.objective.goal, cfg.space))
+    except search_mod.Interrupted as err:
+        _interrupted(err)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted.", err=True)
+        sys.exit(130)
+    except UserError as err:
+        _fail(err)
+    _print_outcome(outcome, 20)
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--jobs", type=click.IntRange(min=1), help="Parallel worker processes.")
+def resume(run_dir: Path, jobs: int | None) -> None:
+    """Finish an interrupted run: the trials its round still owed, then any planned rounds.
+
+    Finished trials are not run again; owed trials get the parameters they
+    would have had.
+
+    \b
+    Example:
+      hptune resume runs/digits
+    """
+    from . import search as search_mod
+
+    try:
+        run = search_mod.RunStore.open(run_dir)
+        cfg = search_mod.load_run_config(run)
+        outcome = search_mod.resume(run_dir, jobs=jobs,
+                                    progress=_Progress(cfg.objective.metric, cfg.objective.goal, cfg.space))
+    except search_mod.Interrupted as err:
+        _interrupted(err)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted.", err=True)
+        sys.exit(130)
+    except UserError as err:
+        _fail(err)
+    _print_outcome(outcome, 20)
+
+
+@main.command()
+@click.argument("run_dirs", nargs=-1, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
+              show_default=True, help="Where to look for runs when none is given.")
+@click.option("--top", type=click.IntRange(min=0), default=0, help="Rows to show (0 = all).")
+@click.option("--format", "fmt", type=FORMAT_CHOICE, default="table", show_default=True)
+def report(run_dirs: tuple[Path, ...], runs_dir: Path, top: int, fmt: str) -> None:
+    """Print the ranked results of a run, or compare runs.
+
+    With one RUN_DIR: its trials, best first. With several, or none (every
+    run under --runs-dir): one row per run with its best trial.
+
+    \b
+    Example:
+      hptune report runs/digits --top 10
+      hptune report                      # every run under runs/
+      hptune report runs/a runs/b --format markdown
+    """
+    from . import report as report_mod
+
+    try:
+        if len(run_dirs) == 1:
+            view = report_mod.RunView(run_dirs[0])
+            frame = view.frame()
+            shown = report_mod.display_frame(frame, view.space, metric=view.metric, top=top or None)
+            click.echo(report_mod.render(shown, fmt), nl=False)
+            return
+        paths = list(run_dirs) or report_mod.list_runs(runs_dir)
+        if not paths:
+            click.echo(f"no runs under {runs_dir}; start one with `hptune search CONFIG`.", err=True)
+            return
+        frame = report_mod.summary_frame(paths)
+        if top:
+            frame = frame.head(top)
+        click.echo(report_mod.render(frame, fmt), nl=False)
+    except UserError as err:
+        _fail(err)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
