@@ -152,7 +152,8 @@ def load_config(path: str | Path, *, search_path: Path | None = None) -> Config:
         problem = err.problem or err.context or "invalid YAML"
         raise ConfigError(source, where, f"malformed YAML: {problem}. Check the indentation and quoting there.") from None
     except yaml.YAMLError as err:
-        raise ConfigError(source, "", f"malformed YAML: {err}") from None
+        text = " ".join(str(err).split())  # one paragraph, whatever PyYAML says
+        raise ConfigError(source, "", f"malformed YAML: {text}. Is this a YAML text file?") from None
     return parse_config(raw, source=source, base_dir=path.resolve().parent, default_name=path.stem)
 
 
