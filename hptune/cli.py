@@ -117,6 +117,9 @@ def _print_outcome(outcome: Any, top: int) -> None:
         click.echo(f"note: {note}", err=True)
     cfg = outcome.config
     click.echo(render(display_frame(outcome.frame, cfg.space, metric=cfg.objective.metric, top=top, errors=False)), nl=False)
+    if outcome.test:
+        scores = ", ".join(f"{k} {v:.4f}" for k, v in outcome.test.items() if k != "trial")
+        click.echo(f"test split, best trial only (trial {outcome.test['trial']}): {scores}", err=True)
     click.echo(f"{len(outcome.frame)} trials in {outcome.run_dir} (results.csv); "
                f"`hptune refine {outcome.run_dir}` zooms in on the best.", err=True)
 
@@ -291,16 +294,26 @@ def resume(run_dir: Path, jobs: int | None) -> None:
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
               show_default=True, help="Where to look for runs when none is given.")
 @click.option("--top", type=click.IntRange(min=0), default=0, help="Rows to show (0 = all).")
-@click.option("--format", "fmt", type=FORMAT_CHOICE, default="table", show_default=True)
-def report(run_dirs: tuple[Path, ...], runs_dir: Path, top: int, fmt: str) -> None:
+@click.option("--format", "fmt", type=FORMAT_CHOICE, default="table", show_default=True,
+              help="table for people; csv, markdown or json for machines and documents (data only on stdout).")
+@click.option("--files/--no-files", default=True, show_default=True,
+              help="With one RUN_DIR: rebuild results.csv, results.md and report.html in it when the trial log "
+                   "is newer than they are.")
+def report(run_dirs: tuple[Path, ...], runs_dir: Path, top: int, fmt: str, files: bool) -> None:
     """Print the ranked results of a run, or compare runs.
 
-    With one RUN_DIR: its trials, best first. With several, or none (every
-    run under --runs-dir): one row per run with its best trial.
+    With one RUN_DIR: its trials, best first (values on their scale), then an
+    estimate of which parameters mattered; RUN_DIR/report.html (open it in a
+    browser), results.md and results.csv are brought up to date. With several,
+    or none (every run under --runs-dir): one row per run with its best trial,
+    trials, rounds and wall time. With --format csv, markdown or json, stdout
+    holds only the table (csv and json: full-precision values, as in
+    results.csv); notes and the influence estimate go to stderr.
 
     \b
     Example:
       hptune report runs/digits --top 10
+      hptune report runs/digits --format csv > digits.csv
       hptune report                      # every run under runs/
       hptune report runs/a runs/b --format markdown
     """
@@ -310,8 +323,30 @@ def report(run_dirs: tuple[Path, ...], runs_dir: Path, top: int, fmt: str) -> No
         if len(run_dirs) == 1:
             view = report_mod.RunView(run_dirs[0])
             frame = view.frame()
-            shown = report_mod.display_frame(frame, view.space, metric=view.metric, top=top or None)
+            if fmt in ("csv", "json"):
+                # machines get full-precision numbers, as in results.csv
+                shown = frame.head(top) if top else frame
+            else:
+                shown = report_mod.display_frame(frame, view.space, metric=view.metric, top=top or None)
             click.echo(report_mod.render(shown, fmt), nl=False)
+            human = fmt == "table"  # other formats keep stdout to the table alone
+            if top and len(frame) > top:
+                click.echo(f"(the best {top} of {len(frame)} trials; --top 0 shows all)", err=not human)
+            estimate = report_mod.run_influence(view, frame)
+            click.echo("", err=not human)
+            click.echo(report_mod.run_headline(view, frame), nl=False, err=not human)
+            click.echo(report_mod.influence_text(estimate), nl=False, err=not human)
+            if files:
+                if report_mod.report_files_fresh(view.path):
+                    click.echo(f"report: {view.path / 'report.html'} (up to date)", err=True)
+                else:
+                    try:
+                        paths = report_mod.write_report_files(view.path, view=view)
+                    except OSError as err:
+                        click.echo(f"warning: cannot write the report files in {view.path} ({err.strerror}); "
+                                   "the table above is complete. Pass --no-files to skip them.", err=True)
+                    else:
+                        click.echo(f"report: wrote {', '.join(str(p) for p in paths)}", err=True)
             return
         paths = list(run_dirs) or report_mod.list_runs(runs_dir)
         if not paths:

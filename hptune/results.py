@@ -12,6 +12,9 @@ from typing import Any
 
 BASE_COLUMNS = ("trial", "round", "status")
 BUILTIN_METRIC_COLUMNS = ("val_accuracy", "val_loss", "train_loss")
+# The test split never ranks trials: its scores stay out of the table, and
+# reports show them for the best trial only (`best_test_scores`).
+TEST_METRICS = ("test_accuracy", "test_loss")
 STATUS_ORDER = {"ok": 0, "diverged": 1, "failed": 2}
 
 
@@ -25,7 +28,8 @@ def latest_trials(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def results_frame(trials: list[dict[str, Any]], *, param_names: Sequence[str], metric: str, goal: str,
-                  metric_columns: Sequence[str] = BUILTIN_METRIC_COLUMNS, curves: bool = False) -> Any:
+                  metric_columns: Sequence[str] = BUILTIN_METRIC_COLUMNS, curves: bool = False,
+                  hidden_metrics: Sequence[str] | None = None) -> Any:
     """One row per trial, best first.
 
     Columns: trial, round, status, one per parameter (in `param_names` order,
@@ -40,12 +44,14 @@ def results_frame(trials: list[dict[str, Any]], *, param_names: Sequence[str], m
         for k in t.get("params", {}):
             if k not in names:
                 names.append(k)
+    if hidden_metrics is None:
+        hidden_metrics = TEST_METRICS if tuple(metric_columns) == BUILTIN_METRIC_COLUMNS else ()
     metrics = list(metric_columns)
     if metric not in metrics:
         metrics.insert(0, metric)
     for t in trials:
         for k in t.get("metrics", {}):
-            if k not in metrics:
+            if k not in metrics and k not in hidden_metrics:
                 metrics.append(k)
     rows = []
     for t in trials:
@@ -107,3 +113,14 @@ def best_trial(frame: Any) -> dict[str, Any] | None:
     if ok.empty:
         return None
     return ok.iloc[0].to_dict()
+
+
+def best_test_scores(trials: list[dict[str, Any]], *, metric: str, goal: str) -> dict[str, Any] | None:
+    """{"trial": n, "test_accuracy": ..., "test_loss": ...} of the best finished trial, or None
+    when it has no test scores (no test split)."""
+    ok = [t for t in trials if t.get("status") == "ok"]
+    if not ok:
+        return None
+    best = min(ok, key=lambda t: (*sort_key(t.get("metrics", {}), metric, goal), t["trial"]))
+    scores = {k: best["metrics"][k] for k in TEST_METRICS if k in best.get("metrics", {})}
+    return {"trial": best["trial"], **scores} if scores else None

@@ -19,7 +19,7 @@ from .config import Config, parse_config, parse_space, with_overrides
 from .errors import RunError, UserError
 from .executor import Executor, ObjectiveSpec, TrialTask, default_threads
 from .refine import Zoom, zoom, zoom_header
-from .results import latest_trials, results_frame, sort_key
+from .results import best_test_scores, latest_trials, results_frame, sort_key
 from .sampling import sample_trials, training_seed
 from .space import Space
 from .store import RunStore, now_iso
@@ -45,6 +45,7 @@ class Outcome:
     frame: Any
     notes: list[str] = field(default_factory=list)
     config: Config | None = None
+    test: dict[str, Any] | None = None  # the best trial's test-split scores, if there is a test split
 
 
 # ----------------------------------------------------------------------------
@@ -170,8 +171,10 @@ def _run_rounds(store: RunStore, config: Config, *, planned: int, progress: Prog
                                    "planned": planned, "run_dir": store.path})
     finally:
         executor.shutdown()
-    frame = write_results(store, config)
-    return Outcome(run_dir=store.path, frame=frame, notes=notes, config=config)
+    events = store.events()
+    frame = write_results(store, config, events)
+    test = best_test_scores(latest_trials(events), metric=config.objective.metric, goal=config.objective.goal)
+    return Outcome(run_dir=store.path, frame=frame, notes=notes, config=config, test=test)
 
 
 def _execute_round(store: RunStore, config: Config, round_event: dict[str, Any], executor: Executor,

@@ -187,3 +187,42 @@ def test_snapshot_round_trips_with_relative_data_paths(tmp_path):
     again = parse_config(snap, source="config.yaml", base_dir=run_dir)
     assert (Path(again.base_dir) / again.data.dataset).resolve() == (data_dir / "x.csv").resolve()
     assert again.space == cfg.space
+
+
+def _random_value(rng, depth=0):
+    kinds = ["int", "float", "str", "bool", "none", "numstr"] + (["list", "dict"] if depth < 3 else [])
+    kind = kinds[rng.integers(len(kinds))]
+    keys = ["space", "data", "search", "objective", "low", "high", "scale", "integer", "learning_rate",
+            "beta1", "layers", "trials", "jobs", "metric", "goal", "dataset", "val_fraction", "name", "seed", "x"]
+    if kind == "int":
+        return int(rng.integers(-5, 5))
+    if kind == "float":
+        return float(rng.choice([0.0, 1.0, -1.0, 0.5, 1e-4, 1e300, float("inf"), float("nan")]))
+    if kind == "str":
+        return str(rng.choice(["log", "uniform", "one_minus_log", "adam", "", "digits", "val_accuracy", "maximize"]))
+    if kind == "numstr":
+        return str(rng.choice(["1e-4", "0.9", "-3", "nan", "1e999"]))
+    if kind == "bool":
+        return bool(rng.integers(2))
+    if kind == "none":
+        return None
+    if kind == "list":
+        return [_random_value(rng, depth + 1) for _ in range(rng.integers(0, 4))]
+    return {str(rng.choice(keys)): _random_value(rng, depth + 1) for _ in range(rng.integers(0, 5))}
+
+
+def test_no_input_whatever_its_shape_escapes_as_anything_but_a_config_error():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    accepted = 0
+    for _ in range(3000):
+        raw = _random_value(rng)
+        if isinstance(raw, dict) and rng.random() < 0.7:
+            raw["space"] = _random_value(rng, 1)
+        try:
+            parse_config(raw, source="fuzz.yaml")
+            accepted += 1
+        except ConfigError as err:
+            assert str(err).startswith("fuzz.yaml") and "\n" not in str(err)
+    assert accepted < 3000
