@@ -73,7 +73,7 @@ def zoom(space: Space, trials: list[dict[str, Any]], *, metric: str, goal: str, 
     return Zoom(space=Space(tuple(new_params)), top=k, finished=len(finished), margin=margin, notes=notes)
 
 
-def _zoom_range(p: Range, values: list[float], margin: float) -> Range:
+def _zoom_range(p: Range, values: list[float], margin: float) -> Param:
     a, b = p.coord_bounds()
     width = b - a
     coords = [float(p.to_coord(v)) for v in values]
@@ -86,8 +86,9 @@ def _zoom_range(p: Range, values: list[float], margin: float) -> Range:
         lo, hi = min(lo, min(values)), max(hi, max(values))
     else:
         lo, hi = _round_out(lo, hi, p)
-    if not lo < hi and not p.integer:  # all top values equal and margin 0
-        return p
+    if not lo < hi:  # all top values equal and no margin
+        # one integer left: a fixed value reads (and re-validates) better than low == high
+        return Fixed(p.name, int(lo)) if p.integer else p
     return Range(p.name, lo, hi, scale=p.scale, integer=p.integer)
 
 

@@ -189,3 +189,12 @@ def test_refine_command_adds_a_round_and_continues_trial_numbers(known_config, t
     assert (out.run_dir / "rounds" / "round-2.yaml").exists()
     csv = (out.run_dir / "results.csv").read_text().splitlines()
     assert len(csv) == 31 and csv[0].startswith("trial,round,status,lr,beta,score")
+
+
+def test_an_integer_range_that_collapses_becomes_a_fixed_value():
+    space = Space((Range("units", 10, 200, integer=True), Range("lr", 1e-4, 1.0, scale="log")))
+    trials = [{"trial": i, "status": "ok", "params": {"units": 64, "lr": 10 ** -(1 + i / 10)}, "metrics": {"s": -i}}
+              for i in range(10)]
+    z = zoom(space, trials, metric="s", goal="maximize", top=3, margin=0.0)
+    assert z.space["units"] == Fixed("units", 64)
+    assert parse_space(z.space.to_yaml(), builtin=False) == z.space  # what is written reads back
