@@ -18,7 +18,7 @@ from typing import Any
 from .config import Config, parse_config, parse_space, with_overrides
 from .errors import RunError, UserError
 from .executor import Executor, ObjectiveSpec, TrialTask, default_threads
-from .refine import Zoom, zoom, zoom_header
+from .refine import Zoom, edge_notes, zoom, zoom_header
 from .results import best_test_scores, latest_trials, results_frame, sort_key
 from .sampling import sample_trials, training_seed
 from .space import Space
@@ -173,6 +173,7 @@ def _run_rounds(store: RunStore, config: Config, *, planned: int, progress: Prog
         executor.shutdown()
     events = store.events()
     frame = write_results(store, config, events)
+    notes.extend(n for n in _final_edge_notes(store, config, events) if n not in notes)
     test = best_test_scores(latest_trials(events), metric=config.objective.metric, goal=config.objective.goal)
     return Outcome(run_dir=store.path, frame=frame, notes=notes, config=config, test=test)
 
@@ -246,6 +247,18 @@ def _zoom_round(store: RunStore, config: Config, round_event: dict[str, Any], *,
                     margin=margin, original=original)
     except UserError as err:
         raise RunError(f"{store.path}: round {round_event['round']}: {err}") from None
+
+
+def _final_edge_notes(store: RunStore, config: Config, events: list[dict[str, Any]]) -> list[str]:
+    """Edge warnings on the run's best trials so far, also after a single round."""
+    rounds = _rounds(events)
+    ok = [t for t in latest_trials(events) if t.get("status") == "ok"
+          and config.objective.metric in t.get("metrics", {})]
+    if not rounds or not ok:
+        return []
+    original = parse_space(rounds[0]["space"], source=f"{store.path}/trials.jsonl", builtin=config.builtin)
+    ok.sort(key=lambda t: (*sort_key(t["metrics"], config.objective.metric, config.objective.goal), t["trial"]))
+    return edge_notes(original, ok[:1])
 
 
 def _write_round_file(store: RunStore, event: dict[str, Any], space: Space) -> None:

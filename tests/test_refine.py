@@ -198,3 +198,12 @@ def test_an_integer_range_that_collapses_becomes_a_fixed_value():
     z = zoom(space, trials, metric="s", goal="maximize", top=3, margin=0.0)
     assert z.space["units"] == Fixed("units", 64)
     assert parse_space(z.space.to_yaml(), builtin=False) == z.space  # what is written reads back
+
+
+def test_a_single_round_search_warns_when_the_best_trial_sits_at_an_edge(tmp_path):
+    (tmp_path / "edge.py").write_text("def train(p):\n    return {'score': p['lr']}\n")
+    cfg = tmp_path / "edge.yaml"
+    cfg.write_text("objective: {function: 'edge:train', metric: score}\nsearch: {trials: 30, jobs: 1}\n"
+                   "space: {lr: {low: 1.0e-4, high: 0.1, scale: log}}\n")
+    out = search(load_config(cfg), tmp_path / "runs")
+    assert any("space.lr" in n and "high edge" in n for n in out.notes), out.notes
