@@ -124,10 +124,30 @@ def _print_outcome(outcome: Any, top: int) -> None:
                f"`hptune refine {outcome.run_dir}` zooms in on the best.", err=True)
 
 
-def _interrupted(err: Any) -> None:
-    click.echo(f"\ninterrupted: {err.done} finished trials are saved in {err.run_dir}. "
-               f"Resume with: hptune resume {err.run_dir}", err=True)
-    sys.exit(130)
+def _guarded(action: Any) -> Any:
+    """Run a search/refine/resume call: user errors exit 1, Ctrl-C exits 130 with how to resume."""
+    from .search import Interrupted
+
+    try:
+        return action()
+    except Interrupted as err:
+        click.echo(f"\ninterrupted: {err.done} finished trials of this round are saved in {err.run_dir}. "
+                   f"Resume with: hptune resume {err.run_dir}", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("\ninterrupted; every finished trial is saved.", err=True)
+        sys.exit(130)
+    except UserError as err:
+        _fail(err)
+
+
+def _progress_for(source: Any) -> "_Progress":
+    """Progress for a config, or for the config of a run folder."""
+    from .config import Config
+    from .search import RunStore, load_run_config
+
+    cfg = source if isinstance(source, Config) else load_run_config(RunStore.open(source))
+    return _Progress(cfg.objective.metric, cfg.objective.goal, cfg.space)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -188,14 +208,9 @@ def search(config_file: Path, name: str | None, runs_dir: Path, trials: int | No
         if dry_run:
             _print_plan(cfg, search_mod.plan_trials(cfg), fmt)
             return
-        outcome = search_mod.search(cfg, runs_dir, progress=_Progress(cfg.objective.metric, cfg.objective.goal, cfg.space))
-    except search_mod.Interrupted as err:
-        _interrupted(err)
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted before any trial finished.", err=True)
-        sys.exit(130)
     except UserError as err:
         _fail(err)
+    outcome = _guarded(lambda: search_mod.search(cfg, runs_dir, progress=_progress_for(cfg)))
     _print_outcome(outcome, top)
 
 
@@ -245,17 +260,10 @@ def refine(run_dir: Path, trials: int | None, top: int | None, margin: float | N
             for note in z.notes:
                 click.echo(f"note: {note}", err=True)
             return
-        run = search_mod.RunStore.open(run_dir)
-        cfg = search_mod.load_run_config(run)
-        outcome = search_mod.refine(run_dir, trials=trials, top=top, jobs=jobs, margin=margin,
-                                    progress=_Progress(cfg.objective.metric, cfg.objective.goal, cfg.space))
-    except search_mod.Interrupted as err:
-        _interrupted(err)
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted.", err=True)
-        sys.exit(130)
     except UserError as err:
         _fail(err)
+    outcome = _guarded(lambda: search_mod.refine(run_dir, trials=trials, top=top, jobs=jobs, margin=margin,
+                                                 progress=_progress_for(run_dir)))
     _print_outcome(outcome, 20)
 
 
@@ -274,18 +282,7 @@ def resume(run_dir: Path, jobs: int | None) -> None:
     """
     from . import search as search_mod
 
-    try:
-        run = search_mod.RunStore.open(run_dir)
-        cfg = search_mod.load_run_config(run)
-        outcome = search_mod.resume(run_dir, jobs=jobs,
-                                    progress=_Progress(cfg.objective.metric, cfg.objective.goal, cfg.space))
-    except search_mod.Interrupted as err:
-        _interrupted(err)
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted.", err=True)
-        sys.exit(130)
-    except UserError as err:
-        _fail(err)
+    outcome = _guarded(lambda: search_mod.resume(run_dir, jobs=jobs, progress=_progress_for(run_dir)))
     _print_outcome(outcome, 20)
 
 
