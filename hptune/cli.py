@@ -26,7 +26,15 @@ def _fail(err: UserError) -> None:
 
 
 class _Progress:
-    """Progress on stderr: a live line on a terminal, one line per trial elsewhere."""
+    """Progress on stderr: a live bar on a terminal, one line per finished trial elsewhere (CI, log files).
+
+    Both show done/total, failures, the best trial so far with its parameters,
+    and elapsed and remaining time. The bar is redrawn at most every
+    REDRAW_S, so that thousands of fast trials cost nothing to show; a failed
+    trial also gets a line of its own above it, with its error.
+    """
+
+    REDRAW_S = 0.1
 
     def __init__(self, metric: str, goal: str, space: Any = None) -> None:
         self.metric, self.goal = metric, goal
@@ -35,36 +43,45 @@ class _Progress:
         self.round_start = self.start
         self.space = space
         self.width = 0
+        self.finished = 0  # trials this command finished in the current round: a resumed round's old ones took no time
+        self.drawn_at = float("-inf")
 
     def __call__(self, kind: str, info: dict[str, Any]) -> None:
+        now = time.monotonic()
         if kind == "round":
             self._clear()
-            self.round_start = time.monotonic()
+            self.round_start, self.finished = now, 0
             self.space = info["space"]
             click.echo(f"round {info['round']}/{info['planned']}: {info['trials']} trials -> {info['run_dir']}", err=True)
             return
         record, done, total = info["record"], info["done"], info["total"]
-        elapsed = time.monotonic() - self.start
-        rate = done / max(time.monotonic() - self.round_start, 1e-9)
-        remaining = (total - done) / rate if rate > 0 else float("nan")
+        self.finished += 1
+        elapsed = now - self.start
+        rate = self.finished / max(now - self.round_start, 1e-9)
+        remaining = (total - done) / rate
         best = info["best"]
         best_text = "best -"
         if best is not None:
             best_text = f"best {best['metrics'][self.metric]:.4f} (trial {best['trial']}: {self._params(best['params'])})"
+        status = record["status"]
         if self.tty:
+            if status == "failed":
+                self._clear()
+                click.echo(f"trial {record['trial']} failed: {record.get('error')}", err=True)
+            elif done < total and now - self.drawn_at < self.REDRAW_S:
+                return
+            self.drawn_at = now
             bar_w = 20
             filled = int(bar_w * done / max(total, 1))
             line = (f"[{'#' * filled}{'.' * (bar_w - filled)}] {done}/{total} failed {info['failures']}  "
                     f"{best_text}  {_dur(elapsed)} elapsed, ~{_dur(remaining)} left")
-            cols = _columns()
-            line = line[: cols - 1]
+            line = line[: _columns() - 1]
             sys.stderr.write("\r" + line.ljust(self.width))
             self.width = len(line)
             sys.stderr.flush()
             if done == total:
                 self._clear()
         else:
-            status = record["status"]
             value = record.get("metrics", {}).get(self.metric)
             shown = f"{self.metric} {value:.4f}" if isinstance(value, float) and value == value else status
             if status != "ok":
@@ -331,7 +348,7 @@ def report(run_dirs: tuple[Path, ...], runs_dir: Path, top: int, fmt: str, files
                 click.echo(f"(the best {top} of {len(frame)} trials; --top 0 shows all)", err=not human)
             estimate = report_mod.run_influence(view, frame)
             click.echo("", err=not human)
-            click.echo(report_mod.run_headline(view, frame), nl=False, err=not human)
+            click.echo(report_mod.run_headline(view, frame), err=not human)
             click.echo(report_mod.influence_text(estimate), nl=False, err=not human)
             if files:
                 if report_mod.report_files_fresh(view.path):
@@ -352,6 +369,8 @@ def report(run_dirs: tuple[Path, ...], runs_dir: Path, top: int, fmt: str, files
         frame = report_mod.summary_frame(paths)
         if top:
             frame = frame.head(top)
+        if fmt in ("table", "markdown"):
+            frame = report_mod.display_summary(frame)
         click.echo(report_mod.render(frame, fmt), nl=False)
     except UserError as err:
         _fail(err)
