@@ -53,7 +53,7 @@ class Outcome:
 
 
 def plan_trials(config: Config, trials: int | None = None, first: int = 0) -> list[dict[str, Any]]:
-    """The trials a round would run (dry run): trial number, training seed and parameters."""
+    """The trials a round would run (dry run): trial number and parameters."""
     n = config.search.trials if trials is None else trials
     numbers = range(first, first + n)
     rows = sample_trials(config.space, config.seed, numbers)
@@ -169,11 +169,22 @@ def _run_rounds(store: RunStore, config: Config, *, planned: int, progress: Prog
             if progress:
                 progress("round", {"round": round_no, "trials": config.search.trials, "space": space,
                                    "planned": planned, "run_dir": store.path})
+    except KeyboardInterrupt:  # between two rounds: every finished trial is on disk, so say how to resume
+        executor.shutdown(kill=True)
+        events = store.events()
+        last_round = _rounds(events)[-1]["round"] if _rounds(events) else None
+        raise Interrupted(store.path, sum(1 for t in latest_trials(events) if t.get("round") == last_round)) from None
     finally:
         executor.shutdown()
     events = store.events()
     frame = write_results(store, config, events)
     notes.extend(n for n in _final_edge_notes(store, config, events) if n not in notes)
+    try:
+        from .report import write_report_files
+
+        write_report_files(store.path)  # results.md and report.html, next to results.csv
+    except OSError as err:
+        notes.append(f"could not write the report files in {store.path} ({err}); `hptune report {store.path}` retries")
     test = best_test_scores(latest_trials(events), metric=config.objective.metric, goal=config.objective.goal)
     return Outcome(run_dir=store.path, frame=frame, notes=notes, config=config, test=test)
 
@@ -193,16 +204,19 @@ def _execute_round(store: RunStore, config: Config, round_event: dict[str, Any],
         if e.get("round") == round_event["round"]:
             tracker.add(e)
     last_results = time.monotonic()
-    results = executor.run(spec, tasks)
+    results = executor.run_batches(spec, tasks)
     try:
-        for record in results:
-            record["time"] = now_iso()
-            store.append([record])  # on disk (fsynced) before it is reported
-            done += 1
-            tracker.add(record)
-            if progress:
-                progress("trial", {"record": record, "done": done, "total": total, "failures": tracker.failures,
-                                   "best": tracker.best, "round": round_event["round"]})
+        for batch in results:
+            stamp = now_iso()
+            for record in batch:
+                record["time"] = stamp
+            store.append(batch)  # on disk (one write and fsync for results that arrived together) before reported
+            for record in batch:
+                done += 1
+                tracker.add(record)
+                if progress:
+                    progress("trial", {"record": record, "done": done, "total": total, "failures": tracker.failures,
+                                       "best": tracker.best, "round": round_event["round"]})
             if time.monotonic() - last_results > RESULTS_EVERY_S:
                 write_results(store, config)
                 last_results = time.monotonic()
@@ -311,14 +325,18 @@ def _metric_columns(config: Config) -> tuple[str, ...]:
 
 
 def _objective_spec(config: Config) -> ObjectiveSpec:
-    threads = config.search.threads or default_threads(config.search.jobs)
+    # a Dask worker runs one task per thread it was started with: 1 thread per trial unless told otherwise
+    default = 1 if config.search.backend == "dask" else default_threads(config.search.jobs)
+    threads = config.search.threads or default
     return ObjectiveSpec(data=config.data, data_seed=config.seed, base_dir=config.base_dir if config.builtin
                          else config.function_dir, source=config.source, device=config.device,
                          function=config.objective.function, threads=threads, metric=config.objective.metric)
 
 
 def _preflight(config: Config) -> None:
-    """Fail fast, in this process, on what would make every trial fail."""
+    """Fail fast, in this process, on what would make every trial fail (before any run folder exists)."""
+    if config.search.backend == "dask":
+        Executor(backend="dask", address=config.search.address).check()
     if config.builtin:
         from .data import load_dataset_cached
 

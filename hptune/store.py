@@ -149,6 +149,9 @@ class RunStore:
         if not events:
             return
         if self._log is None:
+            # The writer holds the lock, so a torn last line is a dead writer's: cut it,
+            # or the next event would be glued to it and the log would stop parsing.
+            self.repair_tail()
             self._log = open(self.path / LOG_NAME, "a", encoding="utf-8")
         self._log.write("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events))
         self._log.flush()
@@ -197,7 +200,14 @@ class RunStore:
         with open(path, "rb+") as f:
             data = f.read()
             if data and not data.endswith(b"\n"):
-                f.truncate(data.rfind(b"\n") + 1)
+                cut = data.rfind(b"\n") + 1
+                try:
+                    json.loads(data[cut:])  # whole but for its newline: `events()` counts it, so keep it
+                    f.write(b"\n")
+                except ValueError:
+                    f.truncate(cut)
+                f.flush()
+                os.fsync(f.fileno())
 
     def write_text(self, name: str, text: str) -> Path:
         path = self.path / name

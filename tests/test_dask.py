@@ -1,0 +1,114 @@
+"""The Dask backend on a real cluster: a `dask scheduler` and two `dask worker`s on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("dask.distributed", reason="the dask extra is not installed (pip install 'hptune[dask]')")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
+
+from hptune_test_helpers import FIXTURES, hptune_run, trial_events, user_config  # noqa: E402
+from hptune_test_objectives import score  # noqa: E402
+
+from hptune.config import load_config  # noqa: E402
+from hptune.data import DataConfig  # noqa: E402
+from hptune.errors import UserError  # noqa: E402
+from hptune.executor import Executor, ObjectiveSpec, TrialTask  # noqa: E402
+from hptune.search import search  # noqa: E402
+
+START_TIMEOUT_S = 30
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def dask_cli(*args: str) -> subprocess.Popen:
+    # `python -m distributed.cli.*` is what the `dask scheduler` / `dask worker` commands run
+    module = {"scheduler": "distributed.cli.dask_scheduler", "worker": "distributed.cli.dask_worker"}[args[0]]
+    return subprocess.Popen([sys.executable, "-m", module, *args[1:]], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def wait_for_workers(address: str, n: int) -> None:
+    from dask.distributed import Client
+
+    with Client(address, timeout=START_TIMEOUT_S, set_as_default=False) as client:
+        client.wait_for_workers(n, timeout=START_TIMEOUT_S)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[str]:
+    """A scheduler and two single-threaded workers on 127.0.0.1; always torn down."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [dask_cli("scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard")]
+    try:
+        for _ in range(2):
+            procs.append(dask_cli("worker", address, "--nthreads", "1", "--no-dashboard", "--host", "127.0.0.1",
+                                  "--death-timeout", "60"))
+        try:
+            wait_for_workers(address, 2)
+        except Exception as err:
+            for p in procs:
+                if p.poll() is not None:
+                    raise AssertionError(f"a dask process exited: {p.stderr.read()[-2000:]}") from err
+            raise
+        yield address
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for p in reversed(procs):
+            try:
+                p.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+
+
+@pytest.mark.slow
+def test_a_search_runs_on_the_cluster_workers(tmp_path, cluster):
+    space = {"x": {"low": 0.0, "high": 1.0}, "fail_above": 0.8}
+    cfg = load_config(user_config(tmp_path, "fails_above", space=space, trials=12, backend="dask", address=cluster))
+    trials = sorted(trial_events(search(cfg, tmp_path / "runs").run_dir), key=lambda e: e["trial"])
+    assert [t["trial"] for t in trials] == list(range(12))
+    assert len({t["pid"] for t in trials}) == 2 and os.getpid() not in {t["pid"] for t in trials}  # both workers
+    for t in trials:
+        if t["params"]["x"] > 0.8:
+            assert t["status"] == "failed" and t["error"].startswith("ValueError: x=")
+        else:
+            assert t["status"] == "ok" and t["metrics"]["score"] == score(t["params"])
+
+
+@pytest.mark.slow
+def test_the_command_line_takes_backend_and_address(tmp_path, cluster):
+    config = user_config(tmp_path, "quadratic", trials=4)
+    proc = hptune_run("search", str(config), "--backend", "dask", "--address", cluster, "--runs-dir", "runs",
+                      cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [t["status"] for t in trial_events(tmp_path / "runs" / "user")] == ["ok"] * 4
+
+
+def test_an_unreachable_scheduler_is_a_clear_error(tmp_path):
+    address = f"tcp://127.0.0.1:{free_port()}"
+    executor = Executor(backend="dask", address=address, connect_timeout_s=0.5)
+    with pytest.raises(UserError, match=f"cannot reach the Dask scheduler at {address}"):
+        executor.check()
+    spec = ObjectiveSpec(data=DataConfig(), data_seed=0, base_dir=str(FIXTURES), source="test",
+                         function="hptune_test_objectives:quadratic", metric="score")
+    with pytest.raises(UserError, match="dask worker ADDRESS --nthreads 1"):
+        list(executor.run(spec, [TrialTask(trial=0, round=1, params={"x": 0.1}, seed=0)]))
