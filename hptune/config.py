@@ -30,7 +30,7 @@ BACKENDS = ("local", "dask")
 DEVICES_HINT = "cpu, cuda or cuda:N"
 
 TOP_KEYS = ("name", "seed", "device", "data", "objective", "search", "space")
-DATA_KEYS = tuple(f for f in DataConfig.__dataclass_fields__)
+DATA_KEYS = (*DataConfig.__dataclass_fields__, "seed")
 OBJECTIVE_KEYS = ("metric", "goal", "function", "path")
 SEARCH_KEYS = ("trials", "jobs", "threads", "rounds", "top", "margin", "backend", "address")
 RANGE_KEYS = ("low", "high", "scale", "integer")
@@ -73,6 +73,7 @@ class Config:
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     device: str = "cpu"
+    data_seed: int = 0  # the split and the synthetic problem: fixed when `seed` changes, so runs compare
     source: str = "config"
     base_dir: str = "."
     warnings: tuple[str, ...] = ()
@@ -84,7 +85,7 @@ class Config:
 
     def to_yaml(self, relative_to: Path | None = None) -> dict[str, Any]:
         """The resolved config as plain data; paths made relative to `relative_to`."""
-        data = self.data.to_dict()
+        data = {**self.data.to_dict(), "seed": self.data_seed}
         base = Path(self.base_dir)
         if data["dataset"] not in _builtin_datasets():
             path = Path(data["dataset"])
@@ -176,12 +177,14 @@ def parse_config(raw: Any, *, source: str = "config", base_dir: Path | str = "."
     objective = _objective(v, raw.get("objective", {}))
     search = _search(v, raw.get("search", {}))
     data = _data(v, raw.get("data", {}))
+    data_raw = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+    data_seed = v.integer(data_raw.get("seed", 0), "data.seed", low=0)
     if "space" not in raw:
         raise ConfigError(source, "space", "is missing: give the parameters to tune, e.g. `learning_rate: {low: 1.0e-4, high: 1.0, scale: log}`.")
     space = parse_space(raw["space"], source=source, builtin=objective.function is None)
     warnings = tuple(lint_space(space, source))
     return Config(name=name, seed=seed, space=space, data=data, objective=objective, search=search,
-                  device=device, source=source, base_dir=str(base_dir), warnings=warnings)
+                  device=device, data_seed=data_seed, source=source, base_dir=str(base_dir), warnings=warnings)
 
 
 def with_overrides(cfg: Config, *, name: str | None = None, trials: int | None = None,
@@ -201,6 +204,7 @@ def with_overrides(cfg: Config, *, name: str | None = None, trials: int | None =
         search = replace(search, backend=v.one_of(backend, "--backend", BACKENDS))
     if address is not None:
         search = replace(search, address=address)
+    _check_rounds("command line", "--rounds", search)
     if search.backend == "dask" and not search.address:
         raise ConfigError("command line", "--address", "the dask backend needs the scheduler's address, e.g. --address tcp://127.0.0.1:8786.")
     out = replace(cfg, search=search)
@@ -255,7 +259,7 @@ def _search(v: "_Validator", raw: Any) -> SearchConfig:
         address = v.string(address, "search.address")
     if backend == "dask" and address is None:
         raise ConfigError(v.source, "search.address", "the dask backend needs the scheduler's address, e.g. `address: tcp://127.0.0.1:8786`.")
-    return SearchConfig(
+    out = SearchConfig(
         trials=v.integer(raw.get("trials", d.trials), "search.trials", low=1),
         jobs=v.integer(raw.get("jobs", os.cpu_count() or 1), "search.jobs", low=1),
         rounds=v.integer(raw.get("rounds", d.rounds), "search.rounds", low=1),
@@ -265,6 +269,16 @@ def _search(v: "_Validator", raw: Any) -> SearchConfig:
         address=address,
         threads=None if threads is None else v.integer(threads, "search.threads", low=1),
     )
+    _check_rounds(v.source, "search.rounds", out)
+    return out
+
+
+def _check_rounds(source: str, key: str, search: SearchConfig) -> None:
+    from .refine import MIN_FINISHED
+
+    if search.rounds > 1 and search.trials < MIN_FINISHED:
+        raise ConfigError(source, key, f"{search.rounds} rounds need at least {MIN_FINISHED} trials per round to zoom on; "
+                                       f"got search.trials {search.trials}. Raise trials or use one round.")
 
 
 def _data(v: "_Validator", raw: Any) -> DataConfig:

@@ -60,21 +60,26 @@ def plan_trials(config: Config, trials: int | None = None, first: int = 0) -> li
     return [{"trial": t, **row} for t, row in zip(numbers, rows)]
 
 
-def search(config: Config, runs_dir: Path | str = "runs", *, progress: ProgressFn | None = None) -> Outcome:
-    """Run `config.search.rounds` rounds in a new run folder under runs_dir."""
+def search(config: Config, runs_dir: Path | str = "runs", *, progress: ProgressFn | None = None,
+           report: bool = True) -> Outcome:
+    """Run `config.search.rounds` rounds in a new run folder under runs_dir.
+
+    report: also write results.md and report.html (about 0.5 s of matplotlib);
+    results.csv is always written.
+    """
     _preflight(config)
     store = RunStore.create(runs_dir, config.name)
     notes = [] if store.name == config.name else [
         f"a run named {config.name!r} already exists; this one is {store.path}"]
     with store.locked():
         store.write_config(config.to_yaml(relative_to=store.path))
-        outcome = _run_rounds(store, config, planned=config.search.rounds, progress=progress)
+        outcome = _run_rounds(store, config, planned=config.search.rounds, progress=progress, report=report)
     outcome.notes[:0] = notes
     return outcome
 
 
 def refine(run_dir: Path | str, *, trials: int | None = None, top: int | None = None, jobs: int | None = None,
-           margin: float | None = None, progress: ProgressFn | None = None) -> Outcome:
+           margin: float | None = None, progress: ProgressFn | None = None, report: bool = True) -> Outcome:
     """Zoom on the latest round of a run and run one more round in the same folder."""
     store = RunStore.open(run_dir)
     config = load_run_config(store, jobs=jobs, trials=trials)
@@ -88,7 +93,7 @@ def refine(run_dir: Path | str, *, trials: int | None = None, top: int | None = 
             raise RunError(f"{store.path}: the run has no rounds yet; run `hptune search` first.")
         _check_complete(store, rounds)
         planned = len(rounds) + 1
-        return _run_rounds(store, config, planned=planned, progress=progress)
+        return _run_rounds(store, config, planned=planned, progress=progress, report=report)
 
 
 def plan_refine(run_dir: Path | str, *, top: int | None = None, margin: float | None = None) -> tuple[Zoom, int]:
@@ -104,7 +109,8 @@ def plan_refine(run_dir: Path | str, *, top: int | None = None, margin: float | 
     return z, last["round"] + 1
 
 
-def resume(run_dir: Path | str, *, jobs: int | None = None, progress: ProgressFn | None = None) -> Outcome:
+def resume(run_dir: Path | str, *, jobs: int | None = None, progress: ProgressFn | None = None,
+           report: bool = True) -> Outcome:
     """Run the trials an interrupted command still owed, then any rounds it had planned."""
     store = RunStore.open(run_dir)
     config = load_run_config(store, jobs=jobs)
@@ -115,7 +121,7 @@ def resume(run_dir: Path | str, *, jobs: int | None = None, progress: ProgressFn
         if not rounds:
             raise RunError(f"{store.path}: nothing to resume: no round was started.")
         planned = rounds[-1].get("planned", rounds[-1]["round"])
-        return _run_rounds(store, config, planned=planned, progress=progress)
+        return _run_rounds(store, config, planned=planned, progress=progress, report=report)
 
 
 def load_run_config(store: RunStore, *, jobs: int | None = None, trials: int | None = None) -> Config:
@@ -140,7 +146,8 @@ def write_results(store: RunStore, config: Config, events: list[dict[str, Any]] 
 # rounds
 
 
-def _run_rounds(store: RunStore, config: Config, *, planned: int, progress: ProgressFn | None) -> Outcome:
+def _run_rounds(store: RunStore, config: Config, *, planned: int, progress: ProgressFn | None,
+                report: bool = True) -> Outcome:
     executor = Executor(jobs=config.search.jobs, backend=config.search.backend, address=config.search.address)
     spec = _objective_spec(config)
     notes: list[str] = []
@@ -180,9 +187,10 @@ def _run_rounds(store: RunStore, config: Config, *, planned: int, progress: Prog
     frame = write_results(store, config, events)
     notes.extend(n for n in _final_edge_notes(store, config, events) if n not in notes)
     try:
-        from .report import write_report_files
+        if report:
+            from .report import write_report_files
 
-        write_report_files(store.path)  # results.md and report.html, next to results.csv
+            write_report_files(store.path)  # results.md and report.html, next to results.csv
     except OSError as err:
         notes.append(f"could not write the report files in {store.path} ({err}); `hptune report {store.path}` retries")
     test = best_test_scores(latest_trials(events), metric=config.objective.metric, goal=config.objective.goal)
@@ -328,7 +336,7 @@ def _objective_spec(config: Config) -> ObjectiveSpec:
     # a Dask worker runs one task per thread it was started with: 1 thread per trial unless told otherwise
     default = 1 if config.search.backend == "dask" else default_threads(config.search.jobs)
     threads = config.search.threads or default
-    return ObjectiveSpec(data=config.data, data_seed=config.seed, base_dir=config.base_dir if config.builtin
+    return ObjectiveSpec(data=config.data, data_seed=config.data_seed, base_dir=config.base_dir if config.builtin
                          else config.function_dir, source=config.source, device=config.device,
                          function=config.objective.function, threads=threads, metric=config.objective.metric)
 
@@ -340,7 +348,7 @@ def _preflight(config: Config) -> None:
     if config.builtin:
         from .data import load_dataset_cached
 
-        load_dataset_cached(config.data, seed=config.seed, base_dir=config.base_dir, source=config.source)
+        load_dataset_cached(config.data, seed=config.data_seed, base_dir=config.base_dir, source=config.source)
         if config.device != "cpu":
             from .train import check_device
 

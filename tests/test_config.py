@@ -226,3 +226,20 @@ def test_no_input_whatever_its_shape_escapes_as_anything_but_a_config_error():
         except ConfigError as err:
             assert str(err).startswith("fuzz.yaml") and "\n" not in str(err)
     assert accepted < 3000
+
+
+def test_several_rounds_need_enough_trials_to_zoom_on():
+    with pytest.raises(ConfigError, match="search.rounds: 2 rounds need at least 3 trials"):
+        parse_config({"search": {"trials": 2, "rounds": 2}, "space": {"epochs": 1}}, source="x.yaml")
+    cfg = parse_config({"search": {"trials": 2}, "space": {"epochs": 1}}, source="x.yaml")
+    with pytest.raises(ConfigError, match="--rounds"):
+        with_overrides(cfg, rounds=3)
+
+
+def test_the_data_seed_is_separate_from_the_search_seed():
+    a = parse_config({"seed": 1, "space": {"epochs": 1}})
+    b = parse_config({"seed": 2, "data": {"seed": 5}, "space": {"epochs": 1}})
+    assert a.data_seed == 0 and b.data_seed == 5
+    assert parse_config(b.to_yaml()).data_seed == 5
+    with pytest.raises(ConfigError, match="data.seed"):
+        parse_config({"data": {"seed": -1}, "space": {"epochs": 1}})
