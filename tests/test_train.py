@@ -211,18 +211,9 @@ def test_two_classes_and_population_statistics() -> None:
 
 
 def test_digits_trains_to_high_accuracy() -> None:
-    datasets = pytest.importorskip("sklearn.datasets")
-    X, y = datasets.load_digits(return_X_y=True)
-    perm = np.random.default_rng(0).permutation(len(y))
-    X, y = X[perm].astype(np.float32), y[perm].astype(np.int64)
-    cut = int(0.8 * len(y))
-    mean, std = X[:cut].mean(axis=0), X[:cut].std(axis=0)
-    std[std == 0] = 1.0
-    X = np.ascontiguousarray((X - mean) / std, dtype=np.float32)
-    data = SimpleNamespace(
-        name="digits", X_train=X[:cut], y_train=y[:cut], X_val=X[cut:], y_val=y[cut:], X_test=None, y_test=None,
-        n_features=64, n_classes=10,
-    )  # fmt: skip
+    from hptune.data import DataConfig, load_dataset
+
+    data = load_dataset(DataConfig(dataset="digits"), seed=0)  # the bundled copy, standardized
     res = train_trial({"epochs": 10}, data, seed=0)
     assert res["status"] == "ok"
     assert res["metrics"]["val_accuracy"] > 0.95
