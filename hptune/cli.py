@@ -115,16 +115,9 @@ def _columns() -> int:
 
 
 def _dur(seconds: float) -> str:
-    if seconds != seconds or seconds == float("inf"):
-        return "?"
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    m, s = divmod(seconds, 60)
-    if m < 60:
-        return f"{m}m{s:02d}s"
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m"
+    from .report import format_duration
+
+    return format_duration(seconds, compact=True)
 
 
 def _print_outcome(outcome: Any, top: int) -> None:

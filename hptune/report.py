@@ -296,18 +296,20 @@ def describe_param(p: Param) -> str:
     return format_value(p, p.value)
 
 
-def format_duration(seconds: float) -> str:
-    """12 s, 3 min 05 s, 2 h 07 min."""
-    if seconds != seconds:
+def format_duration(seconds: float, compact: bool = False) -> str:
+    """12 s, 3 min 05 s, 2 h 07 min; compact (progress lines): 12s, 3m05s, 2h07m."""
+    if seconds != seconds or seconds == float("inf"):
         return "?"
+    units = ("s", "m", "h") if compact else (" s", " min", " h")
+    sep = "" if compact else " "
     s = int(round(seconds))
     if s < 60:
-        return f"{seconds:.0f} s"
+        return f"{s}{units[0]}"
     m, s = divmod(s, 60)
     if m < 60:
-        return f"{m} min {s:02d} s"
+        return f"{m}{units[1]}{sep}{s:02d}{units[0]}"
     h, m = divmod(m, 60)
-    return f"{h} h {m:02d} min"
+    return f"{h}{units[2]}{sep}{m:02d}{units[1]}"
 
 
 def results_markdown(view: RunView, frame: Any, estimate: Any, *, rows: int = MARKDOWN_ROWS) -> str:
