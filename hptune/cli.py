@@ -7,6 +7,7 @@ Heavy modules (pandas, torch) are imported inside the commands so that
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -48,6 +49,10 @@ class _Progress:
 
     def __call__(self, kind: str, info: dict[str, Any]) -> None:
         now = time.monotonic()
+        if kind == "note":
+            self._clear()
+            click.echo(f"note: {info['text']}", err=True)
+            return
         if kind == "round":
             self._clear()
             self.round_start, self.finished = now, 0
@@ -99,7 +104,7 @@ class _Progress:
             if isinstance(p, Fixed):
                 continue
             parts.append(f"{k}={format_value(p, v)}")
-        return ", ".join(parts)
+        return ", ".join(parts) or "all parameters fixed"
 
     def _clear(self) -> None:
         if self.tty and self.width:
@@ -120,17 +125,28 @@ def _dur(seconds: float) -> str:
     return format_duration(seconds, compact=True)
 
 
-def _print_outcome(outcome: Any, top: int) -> None:
+def _print_outcome(outcome: Any, top: int, fmt: str = "table") -> None:
+    """The ranked table on stdout (in `fmt`), notes on stderr; exit 1 when no trial finished."""
     from .report import display_frame, render
 
     for note in outcome.notes:
         click.echo(f"note: {note}", err=True)
-    cfg = outcome.config
-    click.echo(render(display_frame(outcome.frame, cfg.space, metric=cfg.objective.metric, top=top, errors=False)), nl=False)
+    cfg, frame = outcome.config, outcome.frame
+    shown = frame.head(top) if top else frame
+    if fmt in ("csv", "json"):  # machines get full precision, as in results.csv
+        click.echo(render(shown.drop(columns=["error"]), fmt), nl=False)
+    else:
+        click.echo(render(display_frame(frame, cfg.space, metric=cfg.objective.metric, top=top, errors=False), fmt), nl=False)
     if outcome.test:
         scores = ", ".join(f"{k} {v:.4f}" for k, v in outcome.test.items() if k != "trial")
         click.echo(f"test split, best trial only (trial {outcome.test['trial']}): {scores}", err=True)
-    click.echo(f"{len(outcome.frame)} trials in {outcome.run_dir} (results.csv); "
+    finished = int((frame["status"] == "ok").sum()) if not frame.empty else 0
+    if len(frame) and not finished:
+        first = frame["error"].dropna()
+        reason = f" The first error: {first.iloc[0]}" if len(first) else " (they diverged: try smaller learning rates)"
+        click.echo(f"error: none of the {len(frame)} trials in {outcome.run_dir} finished.{reason}", err=True)
+        sys.exit(1)
+    click.echo(f"{len(frame)} trials ({finished} finished) in {outcome.run_dir} (results.csv, report.html); "
                f"`hptune refine {outcome.run_dir}` zooms in on the best.", err=True)
 
 
@@ -188,7 +204,7 @@ def main() -> None:
               help="Your own training function train(params) -> dict of metrics (objective.function).")
 @click.option("--dry-run", is_flag=True, help="Print the trials that would run, and stop.")
 @click.option("--format", "fmt", type=FORMAT_CHOICE, default="table", show_default=True,
-              help="Output format for --dry-run.")
+              help="Format of the final table, or of the --dry-run trials (csv and json: full precision).")
 @click.option("--top", type=click.IntRange(min=0), default=20, show_default=True,
               help="Rows of the final table (0 = all).")
 def search(config_file: Path, name: str | None, runs_dir: Path, trials: int | None, jobs: int | None,
@@ -215,26 +231,45 @@ def search(config_file: Path, name: str | None, runs_dir: Path, trials: int | No
                                         backend=backend, address=address, function=function)
         for warning in cfg.warnings:
             click.echo(f"warning: {warning}", err=True)
+        cores = os.cpu_count() or 1
+        if cfg.search.backend == "local" and cfg.search.jobs > cores:
+            click.echo(f"warning: {cfg.search.jobs} jobs on {cores} cores: workers will share cores "
+                       f"(each still gets 1 thread); --jobs {cores} is usually as fast.", err=True)
         if dry_run:
-            _print_plan(cfg, search_mod.plan_trials(cfg), fmt)
+            search_mod.preflight(cfg, connect=False)  # a dry run also says whether the real one could start
+            _print_plan(cfg, fmt)
             return
     except UserError as err:
         _fail(err)
     outcome = _guarded(lambda: search_mod.search(cfg, runs_dir, progress=_progress_for(cfg)))
-    _print_outcome(outcome, top)
+    _print_outcome(outcome, top, fmt)
 
 
-def _print_plan(cfg: Any, rows: list[dict[str, Any]], fmt: str) -> None:
+PLAN_CHUNK = 10_000
+PLAN_WHOLE_MAX = 100_000  # table, markdown and json are built whole; csv streams
+
+
+def _print_plan(cfg: Any, fmt: str) -> None:
+    """The trials of a dry run; csv streams in chunks, so `| head` stops it early."""
     import pandas as pd
 
     from .report import render
+    from .search import plan_trials
     from .space import format_value
 
-    frame = pd.DataFrame(rows)
-    if fmt == "table":
-        for col in cfg.space.names:
-            frame[col] = [format_value(cfg.space[col], v) for v in frame[col]]
-    click.echo(render(frame, fmt), nl=False)
+    n = cfg.search.trials
+    if fmt != "csv" and n > PLAN_WHOLE_MAX:
+        raise click.UsageError(f"--dry-run prints at most {PLAN_WHOLE_MAX:,} trials as {fmt}; got {n:,}. "
+                               "Use --format csv, which streams any number.")
+    for first in range(0, n, PLAN_CHUNK if fmt == "csv" else max(n, 1)):
+        frame = pd.DataFrame(plan_trials(cfg, trials=min(PLAN_CHUNK if fmt == "csv" else n, n - first), first=first))
+        if fmt in ("table", "markdown"):
+            for col in cfg.space.names:
+                frame[col] = [format_value(cfg.space[col], v) for v in frame[col]]
+        text = render(frame, fmt)
+        if fmt == "csv" and first:
+            text = text.split("\n", 1)[1]  # the header once
+        click.echo(text, nl=False)
 
 
 @main.command()
@@ -355,7 +390,7 @@ def report(run_dirs: tuple[Path, ...], runs_dir: Path, top: int, fmt: str, files
                     else:
                         click.echo(f"report: wrote {', '.join(str(p) for p in paths)}", err=True)
             return
-        paths = list(run_dirs) or report_mod.list_runs(runs_dir)
+        paths = list(dict.fromkeys(run_dirs)) or report_mod.list_runs(runs_dir)  # a folder named twice shows once
         if not paths:
             click.echo(f"no runs under {runs_dir}; start one with `hptune search CONFIG`.", err=True)
             return

@@ -12,6 +12,7 @@ expected, with the reason).
 from __future__ import annotations
 
 import difflib
+import functools
 import math
 import os
 import re
@@ -35,6 +36,14 @@ OBJECTIVE_KEYS = ("metric", "goal", "function", "path")
 SEARCH_KEYS = ("trials", "jobs", "threads", "rounds", "top", "margin", "backend", "address")
 RANGE_KEYS = ("low", "high", "scale", "integer")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+NAME_RULE = ("must start with an ASCII letter or digit, followed by letters, digits, '.', '_' or '-' "
+             "(it names a folder)")
+
+
+def run_name_from(stem: str) -> str:
+    """A valid run name from a file's stem: other characters become '-' ("my exp" -> "my-exp")."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).lstrip("._-")
+    return name or "run"
 FUNCTION_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -146,7 +155,10 @@ def load_config(path: str | Path, *, search_path: Path | None = None) -> Config:
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(str(path), "", f"cannot be read as UTF-8 text ({err}).") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader subclass
+    except _DuplicateKey as err:
+        raise ConfigError(source, err.key_path, f"appears twice (lines {err.first} and {err.second}); "
+                                                "YAML keeps only the last one. Remove one of them.") from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "unknown position"
@@ -158,6 +170,35 @@ def load_config(path: str | Path, *, search_path: Path | None = None) -> Config:
     return parse_config(raw, source=source, base_dir=path.resolve().parent, default_name=path.stem)
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key_path: str, first: int, second: int) -> None:
+        super().__init__(key_path)
+        self.key_path, self.first, self.second = key_path, first, second
+
+
+@functools.lru_cache(maxsize=1)
+def _unique_key_loader() -> type:
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """SafeLoader that refuses a key given twice in one mapping (PyYAML silently keeps the last)."""
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict:
+            seen: dict[Any, int] = {}
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                line = key_node.start_mark.line + 1
+                try:
+                    if key in seen:
+                        raise _DuplicateKey(str(key), seen[key], line)  # the key as written, at its second line
+                except TypeError:  # an unhashable key: let PyYAML report it
+                    continue
+                seen[key] = line
+            return super().construct_mapping(node, deep=deep)
+
+    return Loader
+
+
 def parse_config(raw: Any, *, source: str = "config", base_dir: Path | str = ".",
                  default_name: str = "run") -> Config:
     """Validate already-parsed YAML (a dict) into a Config."""
@@ -167,9 +208,12 @@ def parse_config(raw: Any, *, source: str = "config", base_dir: Path | str = "."
         raise ConfigError(source, "", f"the top level must be a mapping of keys (name, seed, data, objective, search, space); got {_kind(raw)}.")
     v = _Validator(source)
     v.keys(raw, TOP_KEYS, "")
-    name = v.string(raw.get("name", default_name), "name")
-    if not NAME_RE.match(name):
-        raise ConfigError(source, "name", f"must be letters, digits, '.', '_' or '-' (it names a folder); got {name!r}.")
+    if "name" in raw:
+        name = v.string(raw["name"], "name")
+        if not NAME_RE.match(name):
+            raise ConfigError(source, "name", f"{NAME_RULE}; got {name!r}.")
+    else:
+        name = run_name_from(default_name)
     seed = v.integer(raw.get("seed", 0), "seed", low=0)
     device = v.string(raw.get("device", "cpu"), "device")
     if not re.match(r"^(cpu|cuda(:\d+)?)$", device):
@@ -210,7 +254,7 @@ def with_overrides(cfg: Config, *, name: str | None = None, trials: int | None =
     out = replace(cfg, search=search)
     if name is not None:
         if not NAME_RE.match(name):
-            raise ConfigError("command line", "--name", f"must be letters, digits, '.', '_' or '-'; got {name!r}.")
+            raise ConfigError("command line", "--name", f"{NAME_RULE}; got {name!r}.")
         out = replace(out, name=name)
     if seed is not None:
         out = replace(out, seed=v.integer(seed, "--seed", low=0))
@@ -474,7 +518,7 @@ class _Validator:
     def number(self, raw: Any, key: str, *, low: float | None = None, high: float | None = None,
                open_low: bool = False, open_high: bool = False) -> float:
         if isinstance(raw, bool):
-            raise self.fail(key, f"must be a number; got the boolean {str(raw).lower()} (YAML reads bare on/off/yes/no/true/false as booleans). Write a number such as 0.5.")
+            raise self.fail(key, f"must be a number; got the boolean {str(raw).lower()} (YAML reads bare on/off/yes/no/true/false as booleans). Write a number instead.")
         if isinstance(raw, str):
             try:
                 raw = float(raw.strip())

@@ -223,8 +223,10 @@ def run_trial(spec: ObjectiveSpec, task: TrialTask) -> dict[str, Any]:
             start = time.perf_counter()
             out = _call_user(fn, task.params, task.seed)
             if out["status"] == "ok" and spec.metric not in out["metrics"]:
-                raise KeyError(f"the objective returned no {spec.metric!r} (objective.metric); "
-                               f"it returned {sorted(out['metrics']) or 'no metrics'}")
+                # the user's mistake, not a line of hptune's: no traceback location
+                out = {"status": "failed", "metrics": out["metrics"], "curve": out.get("curve"),
+                       "error": f"the objective returned no {spec.metric!r} (objective.metric); "
+                                f"it returned {sorted(out['metrics']) or 'no metrics'}"}
         error = out.get("error")
     except Exception as err:  # a trial's failure is a record, never a crashed search
         out = {"status": "failed", "metrics": {}, "curve": None}

@@ -125,9 +125,9 @@ def edge_notes(original: Space, best: list[dict[str, Any]]) -> list[str]:
             if at_edge:
                 end = p.low if side == "low" else p.high
                 direction = "below" if side == "low" else "above"
-                notes.append(f"space.{p.name}: the best trial sits at the {side} edge of the range you gave "
-                             f"({_fmt(p, end)}); the optimum may lie {direction} it. Consider widening "
-                             f"{p.name}.{side} and searching again.")
+                notes.append(f"space.{p.name}: the best trial ({_fmt(p, values[0])}) lies within "
+                             f"{EDGE_FRACTION:.0%} of the {side} edge of the range you gave ({_fmt(p, end)}); "
+                             f"the optimum may lie {direction} it. Consider widening {p.name}.{side} and searching again.")
     return notes
 
 

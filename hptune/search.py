@@ -67,15 +67,13 @@ def search(config: Config, runs_dir: Path | str = "runs", *, progress: ProgressF
     report: also write results.md and report.html (about 0.5 s of matplotlib);
     results.csv is always written.
     """
-    _preflight(config)
+    preflight(config)
     store = RunStore.create(runs_dir, config.name)
-    notes = [] if store.name == config.name else [
-        f"a run named {config.name!r} already exists; this one is {store.path}"]
+    if store.name != config.name and progress:
+        progress("note", {"text": f"a run named {config.name!r} already exists; this one is {store.path}"})
     with store.locked():
         store.write_config(config.to_yaml(relative_to=store.path))
-        outcome = _run_rounds(store, config, planned=config.search.rounds, progress=progress, report=report)
-    outcome.notes[:0] = notes
-    return outcome
+        return _run_rounds(store, config, planned=config.search.rounds, progress=progress, report=report)
 
 
 def refine(run_dir: Path | str, *, trials: int | None = None, top: int | None = None, jobs: int | None = None,
@@ -86,7 +84,7 @@ def refine(run_dir: Path | str, *, trials: int | None = None, top: int | None = 
     if top is not None or margin is not None:
         config = replace(config, search=replace(config.search, top=top or config.search.top,
                                                 margin=config.search.margin if margin is None else margin))
-    _preflight(config)
+    preflight(config)
     with store.locked():
         rounds = _rounds(store.events())
         if not rounds:
@@ -114,13 +112,23 @@ def resume(run_dir: Path | str, *, jobs: int | None = None, progress: ProgressFn
     """Run the trials an interrupted command still owed, then any rounds it had planned."""
     store = RunStore.open(run_dir)
     config = load_run_config(store, jobs=jobs)
-    _preflight(config)
+    preflight(config)
     with store.locked():
         store.repair_tail()
         rounds = _rounds(store.events())
         if not rounds:
             raise RunError(f"{store.path}: nothing to resume: no round was started.")
         planned = rounds[-1].get("planned", rounds[-1]["round"])
+        if progress:
+            owed = _owed(rounds[-1], store.events())
+            if owed:
+                text = (f"resuming round {rounds[-1]['round']}: {len(owed)} of {rounds[-1]['trials']} trials owed"
+                        + (f", then rounds up to {planned}" if planned > rounds[-1]["round"] else ""))
+            elif planned > rounds[-1]["round"]:
+                text = f"resuming: round {rounds[-1]['round']} is complete; running rounds up to {planned}"
+            else:
+                text = "nothing to resume: every planned round is complete"
+            progress("note", {"text": text})
         return _run_rounds(store, config, planned=planned, progress=progress, report=report)
 
 
@@ -165,7 +173,6 @@ def _run_rounds(store: RunStore, config: Config, *, planned: int, progress: Prog
                 space, meta = config.space, {"parent": None, "top": None, "margin": None}
             else:
                 z = _zoom_round(store, config, last, top=config.search.top, margin=config.search.margin, events=events)
-                notes.extend(n for n in z.notes if n not in notes)
                 space, meta = z.space, {"parent": last["round"], "top": z.top, "margin": z.margin}
             round_no = 1 if last is None else last["round"] + 1
             first = 0 if last is None else _next_trial(events)
@@ -341,9 +348,13 @@ def _objective_spec(config: Config) -> ObjectiveSpec:
                          function=config.objective.function, threads=threads, metric=config.objective.metric)
 
 
-def _preflight(config: Config) -> None:
-    """Fail fast, in this process, on what would make every trial fail (before any run folder exists)."""
-    if config.search.backend == "dask":
+def preflight(config: Config, *, connect: bool = True) -> None:
+    """Fail fast, in this process, on what would make every trial fail (before any run folder exists).
+
+    Checks the data loads, the device exists, the objective function imports
+    and (connect=True) the Dask scheduler answers. Raises UserError.
+    """
+    if config.search.backend == "dask" and connect:
         Executor(backend="dask", address=config.search.address).check()
     if config.builtin:
         from .data import load_dataset_cached
@@ -352,7 +363,10 @@ def _preflight(config: Config) -> None:
         if config.device != "cpu":
             from .train import check_device
 
-            check_device(config.device)
+            try:
+                check_device(config.device)
+            except UserError as err:
+                raise UserError(f"{config.source}: {err}") from None
     else:
         from .executor import load_function
 

@@ -139,3 +139,31 @@ def test_missing_run_folders_are_clear_errors(tmp_path):
     (tmp_path / "notarun").mkdir()
     proc = hptune("report", "notarun", cwd=tmp_path)
     assert proc.returncode == 1 and "not an hptune run folder" in proc.stderr
+
+
+def test_a_dry_run_checks_what_the_real_run_would_need(tmp_path):
+    path = tmp_path / "nodata.yaml"
+    path.write_text("data: {dataset: nope.csv, target: y}\nspace: {epochs: 1}\n")
+    proc = hptune("search", str(path), "--dry-run", cwd=tmp_path)
+    assert proc.returncode == 1 and "file not found" in proc.stderr
+
+
+def test_csv_dry_runs_stream_and_big_whole_formats_are_refused(tmp_path):
+    cfg = tiny_config(tmp_path)
+    proc = hptune("search", str(cfg), "--dry-run", "--trials", "25000", "--format", "csv", cwd=tmp_path, check=True)
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 25001 and lines[0].startswith("trial,") and lines[-1].startswith("24999,")
+    assert hptune("search", str(cfg), "--dry-run", "--trials", "200000", "--format", "json", cwd=tmp_path).returncode == 2
+
+
+@pytest.mark.slow
+def test_a_search_whose_trials_all_fail_exits_1_with_the_first_error(tmp_path):
+    (tmp_path / "broken.py").write_text("def train(p):\n    raise ValueError('bad data')\n")
+    path = tmp_path / "broken.yaml"
+    path.write_text("objective: {function: 'broken:train', metric: score}\nsearch: {trials: 3, jobs: 1}\n"
+                    "space: {x: {low: 0, high: 1}}\n")
+    proc = hptune("search", str(path), "--format", "csv", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert "none of the 3 trials" in proc.stderr and "ValueError: bad data (at broken.py:2)" in proc.stderr
+    assert (tmp_path / "runs" / "broken" / "results.csv").exists()  # the failures are kept
+    assert proc.stdout.splitlines()[0] == "trial,round,status,x,score,duration_s"

@@ -243,3 +243,18 @@ def test_the_data_seed_is_separate_from_the_search_seed():
     assert parse_config(b.to_yaml()).data_seed == 5
     with pytest.raises(ConfigError, match="data.seed"):
         parse_config({"data": {"seed": -1}, "space": {"epochs": 1}})
+
+
+def test_a_key_given_twice_is_an_error_with_both_lines(tmp_path):
+    with pytest.raises(ConfigError, match=r"exp.yaml: search: appears twice \(lines 1 and 2\)"):
+        load_config(write(tmp_path, "search: {trials: 2}\nsearch: {trials: 3}\nspace: {epochs: 1}\n"))
+
+
+@pytest.mark.parametrize("stem, name", [("my exp.v2", "my-exp.v2"), ("über", "ber"), ("__x", "x"), ("!!!", "run")])
+def test_the_default_run_name_is_made_valid_from_the_file_stem(tmp_path, stem, name):
+    assert load_config(write(tmp_path, "space: {epochs: 1}\n", f"{stem}.yaml")).name == name
+
+
+def test_an_explicit_bad_name_explains_the_rule(tmp_path):
+    with pytest.raises(ConfigError, match="must start with an ASCII letter or digit"):
+        load_config(write(tmp_path, "name: .hidden\nspace: {epochs: 1}\n"))

@@ -79,7 +79,7 @@ def test_an_exception_fails_that_trial_with_its_text_and_the_search_goes_on(tmp_
 @pytest.mark.parametrize("function, words", [
     ("non_numeric", "TypeError: metric 'score' must be a number; got str 'high'"),
     ("not_a_dict", "TypeError: the objective must return a dict of metrics; it returned list"),
-    ("wrong_metric", "KeyError: \"the objective returned no 'score' (objective.metric); it returned ['loss']\""),
+    ("wrong_metric", "the objective returned no 'score' (objective.metric); it returned ['loss']"),
 ])
 def test_a_malformed_return_value_is_a_failed_trial_that_says_why(tmp_path, function, words):
     trials = run(tmp_path, function, trials=2)
