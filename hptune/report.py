@@ -67,23 +67,27 @@ class RunView:
                              goal=self.goal, metric_columns=metric_columns, curves=curves)
 
     def wall_s(self) -> float:
-        """Wall time of the run: for each round, from its start to its last finished trial.
+        """Wall time of the run: the time its commands spent running trials.
 
-        Gaps between commands (a refine run a day later) are not counted.
+        Each round start or resume opens a segment that ends at the last trial
+        finished before the next one, so the gaps between commands (a refine a
+        day later, a resume after an interruption) are not counted.
         Resolution is a second (the log's timestamps).
         """
-        starts: dict[int, float] = {}
-        ends: dict[int, float] = {}
+        total, start, end = 0.0, None, None
         for e in self.events:
             t = _timestamp(e.get("time"))
             if t is None:
                 continue
-            r = int(e.get("round", 1))
-            if e.get("event") == "round":
-                starts.setdefault(r, t)
-            elif e.get("event") == "trial":
-                ends[r] = max(ends.get(r, t), t)
-        return float(sum(max(0.0, ends[r] - starts[r]) for r in ends if r in starts))
+            if e.get("event") in ("round", "resume"):
+                if start is not None and end is not None:
+                    total += max(0.0, end - start)
+                start, end = t, None
+            elif e.get("event") == "trial" and start is not None:
+                end = t
+        if start is not None and end is not None:
+            total += max(0.0, end - start)
+        return float(total)
 
     def test_scores(self) -> dict[str, Any] | None:
         """The best finished trial's test-split scores ({"trial", "test_accuracy", ...}), or None."""

@@ -129,6 +129,8 @@ def resume(run_dir: Path | str, *, jobs: int | None = None, progress: ProgressFn
             else:
                 text = "nothing to resume: every planned round is complete"
             progress("note", {"text": text})
+        # marks where this command's time starts: the gap since the interruption is not the run's wall time
+        store.append([{"event": "resume", "time": now_iso()}])
         return _run_rounds(store, config, planned=planned, progress=progress, report=report)
 
 

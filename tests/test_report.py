@@ -297,3 +297,24 @@ def test_report_never_imports_torch(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
     assert (run / "report.html").exists()
+
+
+def test_wall_time_leaves_out_the_gap_before_a_resume(tmp_path: Path) -> None:
+    import json
+
+    from hptune.store import RunStore
+
+    store = RunStore.create(tmp_path, "gap")
+    store.write_config({"name": "gap", "objective": {"metric": "score", "function": "m:f"}, "space": {"x": [1, 2]}})
+    events = [
+        {"event": "round", "round": 1, "first_trial": 0, "trials": 3, "seed": 0, "space": {"x": [1, 2]},
+         "time": "2026-01-01T00:00:00+00:00"},
+        {"event": "trial", "trial": 0, "round": 1, "status": "ok", "params": {"x": 1}, "metrics": {"score": 1.0},
+         "time": "2026-01-01T00:00:04+00:00"},
+        # interrupted here; resumed an hour later
+        {"event": "resume", "time": "2026-01-01T01:00:00+00:00"},
+        {"event": "trial", "trial": 1, "round": 1, "status": "ok", "params": {"x": 2}, "metrics": {"score": 2.0},
+         "time": "2026-01-01T01:00:03+00:00"},
+    ]
+    (store.path / "trials.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    assert RunView(store.path).wall_s() == pytest.approx(7.0)
