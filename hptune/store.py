@@ -3,7 +3,8 @@
     runs/<name>/
       run.json           format version, name, creation time
       config.yaml        the resolved config (paths relative to this folder)
-      trials.jsonl       append-only event log, one JSON object per line:
+      trials.jsonl       append-only event log, one JSON object per line (also
+                         {"event": "resume"} when `hptune resume` starts):
                          {"event": "round", ...} when a round starts,
                          {"event": "trial", ...} when a trial finishes
       rounds/round-N.yaml  each round's space, readable and pasteable
