@@ -3,10 +3,10 @@
     runs/<name>/
       run.json           format version, name, creation time
       config.yaml        the resolved config (paths relative to this folder)
-      trials.jsonl       append-only event log, one JSON object per line (also
-                         {"event": "resume"} when `hptune resume` starts):
+      trials.jsonl       append-only event log, one JSON object per line:
                          {"event": "round", ...} when a round starts,
-                         {"event": "trial", ...} when a trial finishes
+                         {"event": "trial", ...} when a trial finishes,
+                         {"event": "resume", ...} when `hptune resume` starts
       rounds/round-N.yaml  each round's space, readable and pasteable
       results.csv        one row per finished trial, best first (derived)
       .lock              held (flock) by the process writing the run
