@@ -7,7 +7,6 @@ import math
 import pickle
 import warnings
 from types import SimpleNamespace
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -20,13 +19,7 @@ from hptune.model import BNMLP
 from hptune.train import batch_bounds, check_device, resolve_params, train_trial
 
 
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread, as workers run: faster for these tiny models and immune to oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def toy_data(
