@@ -200,8 +200,9 @@ def _run_rounds(store: RunStore, config: Config, *, planned: int, progress: Prog
             from .report import write_report_files
 
             write_report_files(store.path)  # results.md and report.html, next to results.csv
-    except OSError as err:
-        notes.append(f"could not write the report files in {store.path} ({err}); `hptune report {store.path}` retries")
+    except Exception as err:  # the trials are safe on disk: a failing page must not fail the search
+        notes.append(f"could not write the report files in {store.path} ({type(err).__name__}: {err}); "
+                     f"`hptune report {store.path}` retries")
     test = best_test_scores(latest_trials(events), metric=config.objective.metric, goal=config.objective.goal)
     return Outcome(run_dir=store.path, frame=frame, notes=notes, config=config, test=test)
 
