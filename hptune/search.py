@@ -171,6 +171,7 @@ def _run_rounds(store: RunStore, config: Config, *, planned: int, progress: Prog
                 continue
             if last is not None and last["round"] >= planned:
                 break
+            z: Zoom | None = None
             if last is None:
                 space, meta = config.space, {"parent": None, "top": None, "margin": None}
             else:
@@ -180,7 +181,7 @@ def _run_rounds(store: RunStore, config: Config, *, planned: int, progress: Prog
             first = 0 if last is None else _next_trial(events)
             event = {"event": "round", "round": round_no, "first_trial": first, "trials": config.search.trials,
                      "seed": config.seed, "planned": planned, "space": space.to_yaml(), **meta, "time": now_iso()}
-            _write_round_file(store, event, space)
+            _write_round_file(store, event, space, z)
             store.append([event])
             if progress:
                 progress("round", {"round": round_no, "trials": config.search.trials, "space": space,
@@ -293,21 +294,16 @@ def _final_edge_notes(store: RunStore, config: Config, events: list[dict[str, An
     return edge_notes(original, ok[:1])
 
 
-def _write_round_file(store: RunStore, event: dict[str, Any], space: Space) -> None:
-    if event["parent"] is None:
+def _write_round_file(store: RunStore, event: dict[str, Any], space: Space, zoomed: Zoom | None) -> None:
+    """rounds/round-N.yaml: the round's space with its parent, top and margin (zoomed: None for round 1)."""
+    if zoomed is None:
         header = (f"Round 1 of run {store.name}: the space from the config, sampled at random.\n"
                   "Paste the `space:` block into a config to search it again.")
     else:
-        header = zoom_header(event["round"], event["parent"],
-                             Zoom(space=space, top=event["top"], finished=_finished_count(store, event["parent"]),
-                                  margin=event["margin"]), store.name)
+        header = zoom_header(event["round"], event["parent"], zoomed, store.name)
     body = {"round": event["round"], "parent": event["parent"], "top": event["top"], "margin": event["margin"],
             "trials": event["trials"], "first_trial": event["first_trial"], "space": space.to_yaml()}
     store.write_round_space(event["round"], header, body)
-
-
-def _finished_count(store: RunStore, round_no: int) -> int:
-    return sum(1 for t in latest_trials(store.events()) if t.get("round") == round_no and t.get("status") == "ok")
 
 
 # ----------------------------------------------------------------------------

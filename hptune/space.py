@@ -103,9 +103,6 @@ class Range:
         # 12 significant digits survive a YAML round trip and hide binary tails
         return int(x) if self.integer else float(f"{x:.12g}")
 
-    def contains(self, x: float) -> bool:
-        return self.low <= x <= self.high
-
     def to_yaml(self) -> dict[str, Any]:
         out: dict[str, Any] = {"low": self._tidy(self.low), "high": self._tidy(self.high)}
         if self.scale != "uniform":
@@ -174,9 +171,6 @@ class Space:
     def random_params(self) -> list[Param]:
         """Parameters that consume a random draw (ranges and choices), in order."""
         return [p for p in self.params if not isinstance(p, Fixed)]
-
-    def replace(self, param: Param) -> "Space":
-        return Space(tuple(param if p.name == param.name else p for p in self.params))
 
     def to_yaml(self) -> dict[str, Any]:
         return {p.name: p.to_yaml() for p in self.params}
