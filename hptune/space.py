@@ -194,3 +194,38 @@ def format_value(param: Param | None, value: Any) -> str:
             digits = max(4, int(math.ceil(-math.log10(max(1.0 - value, 1e-12)))) + 1)
             return f"{value:.{digits}f}"
     return f"{value:.4g}"
+
+
+def space_from_yaml(raw: Any) -> Space:
+    """Read back a space that hptune wrote (`Space.to_yaml`): a run's config snapshot or a round's event.
+
+    Trusted input, so no user-facing checks: the values were validated when the
+    space was first read. Raises ValueError for a malformed space (a damaged log).
+    """
+    if not isinstance(raw, dict):
+        raise ValueError(f"a space must be a mapping; got {type(raw).__name__}")
+    params: list[Param] = []
+    for name, spec in raw.items():
+        if isinstance(spec, dict):
+            try:
+                params.append(Range(str(name), float(spec["low"]), float(spec["high"]),
+                                    scale=str(spec.get("scale", "uniform")), integer=bool(spec.get("integer", False))))
+            except (KeyError, TypeError, ValueError, AssertionError) as err:
+                raise ValueError(f"parameter {name!r}: not a valid range ({type(err).__name__}: {err})") from None
+        elif isinstance(spec, list):
+            if not spec:
+                raise ValueError(f"parameter {name!r}: an empty choice list")
+            params.append(Choice(str(name), tuple(spec)))
+        else:
+            params.append(Fixed(str(name), spec))
+    return Space(tuple(params))
+
+
+def choice_key(value: Any) -> Any:
+    """A grouping key for a choice value: 64.0 groups with 64 (JSON may turn one into the other),
+    True stays apart from 1 (Python would hash them together)."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value

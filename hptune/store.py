@@ -1,20 +1,21 @@
-"""The run directory: the contract between commands.
+"""The run folder: the contract between commands.
 
     runs/<name>/
       run.json           format version, name, creation time
       config.yaml        the resolved config (paths relative to this folder)
       trials.jsonl       append-only event log, one JSON object per line:
-                         {"event": "round", ...} when a round starts,
-                         {"event": "trial", ...} when a trial finishes,
-                         {"event": "resume", ...} when `hptune resume` starts
+                         {"event": "round", ...}   a round starts, with every trial it plans
+                         {"event": "trial", ...}   a trial finished (see `hptune.records`)
+                         {"event": "resume", ...}  `hptune resume` starts
       rounds/round-N.yaml  each round's space, readable and pasteable
-      results.csv        one row per finished trial, best first (derived)
+      results.csv, results.md, report.html   derived (see `hptune.report`)
       .lock              held (flock) by the process writing the run
 
-The log is the source of truth; every other file can be rebuilt from it.
-Each append is flushed and fsynced before the caller reports the trials, and a
+The log is the source of truth; every other file can be rebuilt from it. Each
+append is flushed and fsynced before the caller reports what it holds, and a
 reader ignores a torn last line (a writer killed mid-write). No pickles, no
-absolute paths.
+absolute paths. Format 1 (hptune 0.1) logs are read as they are: their rounds do
+not list their planned trials, which are then drawn again from the round's seed.
 """
 
 from __future__ import annotations
@@ -24,27 +25,37 @@ import json
 import math
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from .errors import RunError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 LOG_NAME = "trials.jsonl"
-STATUSES = ("ok", "diverged", "failed")
 
 
 def now_iso() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
+@dataclass(frozen=True)
+class LogLine:
+    """One complete line of the log: its 1-based line number and its parsed JSON value (any shape)."""
+
+    number: int
+    value: Any
+
+
 class RunStore:
     """One run directory. Create with `RunStore.create`, open with `RunStore.open`."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str) -> None:
         self.path = Path(path)
         self._log: Any = None
         self._lock_fd: int | None = None
+        self.bytes_read = 0  # the size of the log as `read_log` last read it
 
     # -- creation -------------------------------------------------------------
     @classmethod
@@ -66,7 +77,7 @@ class RunStore:
             except FileExistsError:
                 continue
             store = cls(candidate)
-            _write_json_atomic(candidate / "run.json", {"format": FORMAT_VERSION, "name": candidate.name, "created": now_iso()})
+            store.write_json("run.json", {"format": FORMAT_VERSION, "name": candidate.name, "created": now_iso()})
             return store
         raise RunError(f"{runs_dir}: no free run name for {name!r}; pass --name.")
 
@@ -83,13 +94,19 @@ class RunStore:
             meta = json.loads(meta_path.read_text())
         except (OSError, ValueError) as err:
             raise RunError(f"{meta_path}: unreadable ({err}).") from None
-        if meta.get("format") != FORMAT_VERSION:
-            raise RunError(f"{meta_path}: run format {meta.get('format')!r}; this hptune reads format {FORMAT_VERSION}.")
+        version = meta.get("format") if isinstance(meta, dict) else None
+        if version not in READABLE_FORMATS:
+            raise RunError(f"{meta_path}: run format {version!r}; this hptune reads formats "
+                           f"{', '.join(map(str, READABLE_FORMATS))}. A newer hptune wrote it: upgrade hptune.")
         return cls(path)
 
     @property
     def name(self) -> str:
         return self.path.name
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / LOG_NAME
 
     # -- locking --------------------------------------------------------------
     def lock(self) -> None:
@@ -100,7 +117,11 @@ class RunStore:
         """
         import fcntl
 
-        fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise RunError(f"{self.path}: cannot write in the run folder ({err.strerror}); "
+                           "check its permissions (a run is written by the command that extends it).") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -132,70 +153,109 @@ class RunStore:
 
         text = "# The resolved config of this run; relative paths are relative to this folder.\n"
         text += yaml.safe_dump(config, sort_keys=False, default_flow_style=None)
-        _write_text_atomic(self.path / "config.yaml", text)
+        self.write_text("config.yaml", text)
 
     def write_round_space(self, round_no: int, header: str, body: dict[str, Any]) -> Path:
         import yaml
 
-        folder = self.path / "rounds"
-        folder.mkdir(exist_ok=True)
-        path = folder / f"round-{round_no}.yaml"
+        (self.path / "rounds").mkdir(exist_ok=True)
         text = "".join(f"# {line}\n" for line in header.splitlines())
         text += yaml.safe_dump(body, sort_keys=False, default_flow_style=None)
-        _write_text_atomic(path, text)
-        return path
+        return self.write_text(f"rounds/round-{round_no}.yaml", text)
 
     def append(self, events: list[dict[str, Any]]) -> None:
-        """Append events to the log: one write, flush and fsync for the lot."""
+        """Append events to the log: one write, flush and fsync for the lot.
+
+        Raises OSError (a full disk, a read-only file); a failed write leaves the
+        log as it was before it, at worst with a torn last line that readers ignore
+        and the next writer cuts.
+        """
         if not events:
             return
+        text = "".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events)
         if self._log is None:
             # The writer holds the lock, so a torn last line is a dead writer's: cut it,
             # or the next event would be glued to it and the log would stop parsing.
             self.repair_tail()
-            self._log = open(self.path / LOG_NAME, "a", encoding="utf-8")
-        self._log.write("".join(json.dumps(e, separators=(",", ":")) + "\n" for e in events))
-        self._log.flush()
-        os.fsync(self._log.fileno())
+            self._log = open(self.log_path, "a", encoding="utf-8")
+        try:
+            self._log.write(text)
+            self._log.flush()
+            os.fsync(self._log.fileno())
+        except OSError:
+            # part of the text may have reached the file: reopen, and cut it on the next append
+            try:
+                self._log.close()
+            except OSError:
+                pass
+            self._log = None
+            raise
 
     def close(self) -> None:
         if self._log is not None:
-            self._log.close()
+            try:
+                self._log.close()
+            except OSError:
+                pass
             self._log = None
 
     # -- reading --------------------------------------------------------------
-    def events(self) -> list[dict[str, Any]]:
-        """Every complete event in the log. A torn last line (a killed writer) is ignored."""
-        path = self.path / LOG_NAME
-        if not path.exists():
+    def read_log(self) -> list[LogLine]:
+        """Every complete line of the log, parsed, with its line number.
+
+        A torn last line (a killed writer) is skipped; a line that is not JSON
+        anywhere else raises RunError naming it (see `hptune repair`).
+        """
+        path = self.log_path
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            self.bytes_read = 0
             return []
-        out = []
-        with open(path, "rb") as f:
-            data = f.read()
+        except OSError as err:
+            raise RunError(f"{path}: cannot be read ({err.strerror}).") from None
+        self.bytes_read = len(data)
+        out: list[LogLine] = []
         lines = data.split(b"\n")
         for i, line in enumerate(lines):
             if not line.strip():
                 continue
             try:
-                out.append(json.loads(line))
+                out.append(LogLine(i + 1, json.loads(line)))
             except ValueError:
                 if i == len(lines) - 1:
                     break  # torn tail: the writer died mid-line
-                raise RunError(f"{path}: line {i + 1} is not valid JSON; the log was edited or damaged.") from None
+                raise RunError(f"{path}: line {i + 1} is not valid JSON; the log was edited or damaged. "
+                               f"`hptune repair {self.path}` moves damaged lines aside (into "
+                               f"{LOG_NAME}.damaged) and keeps every intact trial.") from None
         return out
+
+    def events(self) -> list[Any]:
+        """The parsed lines of the log, in order (any shape; `hptune.runstate` checks them)."""
+        return [line.value for line in self.read_log()]
+
+    def log_size(self) -> int | None:
+        """The log's size in bytes (None when there is no log): what derived files are stamped with."""
+        try:
+            return self.log_path.stat().st_size
+        except OSError:
+            return None
 
     def read_config(self) -> dict[str, Any]:
         import yaml
 
         path = self.path / "config.yaml"
         try:
-            return yaml.safe_load(path.read_text()) or {}
+            raw = yaml.safe_load(path.read_text())
         except (OSError, yaml.YAMLError) as err:
             raise RunError(f"{path}: unreadable ({err}).") from None
+        if raw is not None and not isinstance(raw, dict):
+            raise RunError(f"{path}: not a config mapping; the run folder was edited or damaged.")
+        return raw or {}
 
     def repair_tail(self) -> None:
         """Cut a torn last line so that new appends start on a line of their own."""
-        path = self.path / LOG_NAME
+        path = self.log_path
         if not path.exists():
             return
         with open(path, "rb+") as f:
@@ -203,17 +263,22 @@ class RunStore:
             if data and not data.endswith(b"\n"):
                 cut = data.rfind(b"\n") + 1
                 try:
-                    json.loads(data[cut:])  # whole but for its newline: `events()` counts it, so keep it
+                    json.loads(data[cut:])  # whole but for its newline: `read_log` counts it, so keep it
                     f.write(b"\n")
                 except ValueError:
                     f.truncate(cut)
                 f.flush()
                 os.fsync(f.fileno())
 
+    # -- derived files ----------------------------------------------------------
     def write_text(self, name: str, text: str) -> Path:
+        """Replace `name` (relative to the run folder) atomically; the temp file never outlives a failure."""
         path = self.path / name
-        _write_text_atomic(path, text)
+        write_text_atomic(path, text)
         return path
+
+    def write_json(self, name: str, obj: Any) -> Path:
+        return self.write_text(name, json.dumps(obj, indent=2) + "\n")
 
 
 def clean_json(value: Any) -> Any:
@@ -227,14 +292,18 @@ def clean_json(value: Any) -> Any:
     return value
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temp file beside `path`, fsync, rename over it. On any failure the temp file is removed."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _write_json_atomic(path: Path, obj: Any) -> None:
-    _write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise
