@@ -15,11 +15,13 @@ class ConfigError(UserError):
     and, where one exists, a fix.
     """
 
-    def __init__(self, source: str, key: str, message: str) -> None:
+    def __init__(self, source: str, key: str, message: str, *, line: int | None = None) -> None:
         self.source = source
         self.key = key
+        self.line = line
         self.detail = message
-        where = f"{source}: {key}" if key else source
+        where = f"{source}:{line}" if line is not None else source
+        where = f"{where}: {key}" if key else where
         super().__init__(f"{where}: {message}")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -116,10 +117,38 @@ def test_each_user_error_names_file_key_rule_and_value(tmp_path, text, key, word
     with pytest.raises(ConfigError) as info:
         load_config(path)
     message = str(info.value)
-    assert message.startswith(f"exp.yaml: {key}"), message
+    m = re.match(r"exp\.yaml(?::(\d+))?: (.*)", message)
+    assert m and m.group(2).startswith(key), message
+    first = key.split(".")[0].split("[")[0]
+    if first and f"{first}:" in text:  # a key that is in the file: the message names its line
+        assert m.group(1) is not None, message
+        line = text.splitlines()[int(m.group(1)) - 1]
+        parts = [part.split("[")[0] for part in key.split(".")]
+        assert any(part in line for part in parts), (line, message)  # the key, or its parent when it is missing
     for w in words:
         assert w in message, (w, message)
     assert "\n" not in message
+
+
+def test_value_errors_name_the_line_of_the_key(tmp_path):
+    path = write(tmp_path, """
+        name: digits
+        seed: 0
+        data: {dataset: digits, val_fraction: 0.2}
+        search: {trials: 25, jobs: 2}
+        space:
+          learning_rate: {low: 1.0e-4, high: 1.0, scale: log}
+          beta1: {low: 0.9, high: 1.0, scale: one_minus_log}
+          layers: [2, 3,
+                   -1]
+    """, "digits.yaml")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith("digits.yaml:8: space.beta1.high: must be < 1"), str(info.value)
+    path.write_text(path.read_text().replace("high: 1.0, scale: one", "high: 0.999, scale: one"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith("digits.yaml:10: space.layers[2]: must be an integer >= 1"), str(info.value)
 
 
 def test_malformed_yaml_reports_line_and_column(tmp_path):

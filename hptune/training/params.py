@@ -1,7 +1,9 @@
-"""The built-in trainer's hyperparameters: names, domains and defaults.
+"""The built-in trainer's hyperparameters, per model family: names, domains and defaults.
 
-This module is pure data (no torch import) so that config validation and
-`--help` stay fast. `hptune.train` reads the defaults from here.
+Pure data (no torch import) so that config validation and `--help` stay fast.
+Every family shares the optimizer, schedule and batch-norm parameters; each adds
+its own shape parameters. A second family is a new table here, not a branch in
+the config reader.
 """
 
 from __future__ import annotations
@@ -61,34 +63,61 @@ class ParamDomain:
         return True
 
 
+# What the built-in trainer reports for every trial (and may rank by).
+BUILTIN_METRICS = ("val_accuracy", "val_loss", "train_loss")
+
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam")
 ACTIVATIONS = ("relu", "tanh", "sigmoid")
 
-BUILTIN_PARAMS: dict[str, ParamDomain] = {
-    p.name: p
-    for p in [
-        ParamDomain("learning_rate", "float", 1e-3, "initial learning rate α", low=0, low_open=True),
-        ParamDomain("optimizer", "choice", "adam", "update rule", choices=OPTIMIZERS),
-        ParamDomain("beta1", "float", 0.9, "momentum's β, Adam's β1", low=0, high=1, high_open=True),
-        ParamDomain("beta2", "float", 0.999, "RMSprop's β, Adam's β2", low=0, high=1, high_open=True),
-        ParamDomain("epsilon", "float", 1e-8, "RMSprop/Adam ε", low=0, low_open=True),
-        ParamDomain("lr_decay", "float", 0.0, "α = α0 / (1 + lr_decay · epoch)", low=0),
-        ParamDomain("batch_size", "int", 64, "mini-batch size", low=2),
-        ParamDomain("epochs", "int", 10, "passes over the training set", low=1),
+def _table(params: list[ParamDomain]) -> dict[str, ParamDomain]:
+    return {p.name: p for p in params}
+
+
+_OPTIMIZATION = [
+    ParamDomain("learning_rate", "float", 1e-3, "initial learning rate α", low=0, low_open=True),
+    ParamDomain("optimizer", "choice", "adam", "update rule", choices=OPTIMIZERS),
+    ParamDomain("beta1", "float", 0.9, "momentum's β, Adam's β1", low=0, high=1, high_open=True),
+    ParamDomain("beta2", "float", 0.999, "RMSprop's β, Adam's β2", low=0, high=1, high_open=True),
+    ParamDomain("epsilon", "float", 1e-8, "RMSprop/Adam ε", low=0, low_open=True),
+    ParamDomain("lr_decay", "float", 0.0, "α = α0 / (1 + lr_decay · epoch)", low=0),
+    ParamDomain("batch_size", "int", 64, "mini-batch size", low=2),
+    ParamDomain("epochs", "int", 10, "passes over the training set", low=1),
+]
+_NORMALIZATION = [
+    ParamDomain("activation", "choice", "relu", "hidden activation", choices=ACTIVATIONS),
+    ParamDomain("batch_norm", "bool", True, "batch-normalize hidden layers"),
+    ParamDomain("bn_position", "choice", "before", "normalize z (before) or a (after the activation)",
+                choices=("before", "after")),
+    ParamDomain("bn_momentum", "float", 0.9,
+                "β of the running mean/variance averages (PyTorch's momentum is 1 − β)",
+                low=0, high=1, high_open=True),
+    ParamDomain("bn_stats", "choice", "running",
+                "evaluation statistics: running averages or an exact pass over the training set",
+                choices=("running", "population")),
+    ParamDomain("weight_decay", "float", 0.0, "L2 penalty", low=0),
+]
+
+FAMILIES: dict[str, dict[str, ParamDomain]] = {
+    "mlp": _table([
+        *_OPTIMIZATION,
         ParamDomain("layers", "int", 2, "number of hidden layers", low=1),
         ParamDomain("hidden_units", "int", 100, "units per hidden layer", low=1),
-        ParamDomain("activation", "choice", "relu", "hidden activation", choices=ACTIVATIONS),
-        ParamDomain("batch_norm", "bool", True, "batch-normalize hidden layers"),
-        ParamDomain("bn_position", "choice", "before", "normalize z (before) or a (after the activation)",
-                    choices=("before", "after")),
-        ParamDomain("bn_momentum", "float", 0.9,
-                    "β of the running mean/variance averages (PyTorch's momentum is 1 − β)",
-                    low=0, high=1, high_open=True),
-        ParamDomain("bn_stats", "choice", "running",
-                    "evaluation statistics: running averages or an exact pass over the training set",
-                    choices=("running", "population")),
-        ParamDomain("weight_decay", "float", 0.0, "L2 penalty", low=0),
-    ]
+        *_NORMALIZATION,
+    ]),
 }
+DEFAULT_FAMILY = "mlp"
 
-DEFAULTS: dict[str, Any] = {name: p.default for name, p in BUILTIN_PARAMS.items()}
+
+def family_params(family: str) -> dict[str, ParamDomain]:
+    """The parameter table of a model family; KeyError for an unknown one."""
+    return FAMILIES[family]
+
+
+def defaults(family: str) -> dict[str, Any]:
+    """Every parameter of a family at its default value."""
+    return {name: p.default for name, p in FAMILIES[family].items()}
+
+
+# The MLP family's table under its historical names.
+BUILTIN_PARAMS = FAMILIES["mlp"]
+DEFAULTS: dict[str, Any] = defaults("mlp")

@@ -1,0 +1,113 @@
+"""The validated config: frozen types that the rest of hptune trusts. No validation here
+(that is `hptune.config.parse`), no I/O, no heavy imports."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..space import Space
+from ..training.dataspec import BUILTIN_DATASETS, DataConfig
+from ..training.params import BUILTIN_METRICS
+
+__all__ = ["BUILTIN_DATASETS", "BUILTIN_METRICS", "Config", "DataConfig", "ObjectiveConfig", "SearchConfig"]
+
+
+@dataclass(frozen=True)
+class ObjectiveConfig:
+    """What a trial optimizes. function: None for the built-in trainer, else "module:attr"."""
+
+    metric: str = "val_accuracy"
+    goal: str = "maximize"
+    function: str | None = None
+    path: str | None = None  # folder put on the import path for `function`; relative to the config file
+
+    @property
+    def kind(self) -> str:
+        """"builtin" or "function": which objective runs the trials."""
+        return "builtin" if self.function is None else "function"
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How trials are run.
+
+    jobs: worker processes (>= 1); threads: CPU threads per trial (>= 1; a property
+    of the config, so that results never depend on jobs); top: None = automatic;
+    timeout_s: per-trial limit in seconds, None = none.
+    """
+
+    trials: int = 25
+    jobs: int = 1
+    rounds: int = 1
+    top: int | None = None
+    margin: float = 0.1
+    backend: str = "local"
+    address: str | None = None
+    threads: int = 1
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """A validated run configuration. `base_dir` is where relative paths are read from."""
+
+    name: str
+    seed: int
+    space: Space
+    data: DataConfig = field(default_factory=DataConfig)
+    objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    device: str = "cpu"
+    model: str = "mlp"
+    data_seed: int = 0  # the split and the synthetic problem: fixed when `seed` changes, so runs compare
+    source: str = "config"
+    base_dir: str = "."
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def builtin(self) -> bool:
+        """True when trials run the built-in BN trainer."""
+        return self.objective.kind == "builtin"
+
+    @property
+    def function_dir(self) -> str:
+        """The folder put on sys.path to import objective.function."""
+        return str(Path(self.base_dir) / (self.objective.path or "."))
+
+    def to_yaml(self, relative_to: Path | None = None) -> dict[str, Any]:
+        """The resolved config as plain data; paths made relative to `relative_to`."""
+        data = {**self.data.to_dict(), "seed": self.data_seed}
+        base = Path(self.base_dir)
+        if data["dataset"] not in BUILTIN_DATASETS:
+            path = Path(data["dataset"])
+            path = path if path.is_absolute() else base / path
+            data["dataset"] = _relpath(path, relative_to) if relative_to else str(path)
+        search = {k: v for k, v in vars(self.search).items() if v is not None}
+        if "timeout_s" in search:
+            search["timeout"] = search.pop("timeout_s")
+        out: dict[str, Any] = {
+            "name": self.name,
+            "seed": self.seed,
+            "device": self.device,
+        }
+        if self.builtin:
+            out["model"] = self.model
+        out.update({
+            "data": data,
+            "objective": {k: v for k, v in vars(self.objective).items() if v is not None},
+            "search": search,
+            "space": self.space.to_yaml(),
+        })
+        if self.objective.function is not None and relative_to is not None:
+            out["objective"]["path"] = _relpath(Path(self.function_dir), relative_to)
+        return out
+
+
+def _relpath(path: Path, start: Path) -> str:
+    try:
+        return os.path.relpath(Path(path).resolve(), Path(start).resolve())
+    except ValueError:  # another drive on Windows
+        return str(Path(path).resolve())

@@ -1,0 +1,39 @@
+"""What data the built-in trainer trains on: a frozen description, pure data (no numpy), so that
+configs can hold it cheaply. Loading it is `hptune.training.data`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+BUILTIN_DATASETS = ("digits", "synthetic")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What to load and how to split it.
+
+    dataset: "digits", "synthetic", or a path ending in .csv, .npz or .parquet
+    (a relative path is relative to the config file's folder).
+    val_fraction: 0 < val_fraction < 1; test_fraction: 0 <= test_fraction < 1,
+    and val_fraction + test_fraction < 1.
+    target: the label column, required for CSV/Parquet, unused otherwise.
+    samples/features/classes/informative/class_sep: the synthetic problem,
+    with samples >= classes, features >= 1, classes >= 2,
+    1 <= informative <= features and class_sep > 0.
+    """
+
+    dataset: str = "digits"
+    val_fraction: float = 0.2
+    test_fraction: float = 0.0
+    target: str | None = None
+    standardize: bool = True
+    samples: int = 20000
+    features: int = 100
+    classes: int = 10
+    informative: int = 40
+    class_sep: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain dict (for YAML snapshots)."""
+        return asdict(self)
