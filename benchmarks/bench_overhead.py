@@ -4,9 +4,9 @@ The objective is a user function that returns at once ({"score": x}); the
 space has a uniform float, a log-scale float and a 3-way choice. Methods:
   numpy_loop       the floor: draw the three values with numpy, call the function, keep nothing
   numpy_fsync      the same, plus one JSON line appended, flushed and fsynced per trial (persistence's floor)
-  hptune_jobs1     `hptune search` with --jobs 1 (trials in the main process), every trial appended
+  hptune_jobs1     `hptune search` with --jobs 1 (one worker process), every trial appended
                    and fsynced to trials.jsonl, one progress line per trial on stderr, results.csv at the end
-  hptune_jobs2     the same with --jobs 2 (a loky pool of 2 worker processes)
+  hptune_jobs2     the same with --jobs 2 (a pool of 2 worker processes)
   optuna_memory    Optuna, RandomSampler, in-memory storage (study.optimize)
   optuna_journal   Optuna, RandomSampler, journal file storage (JournalFileBackend)
 Each measurement runs in a fresh Python process; the clock starts after the

@@ -5,7 +5,7 @@ with configs/digits.yaml (10 epochs per trial), both job counts side by side,
 interleaved, --repeats (3) times, medians kept. Two figures:
   whole command   wall time of `hptune search ... --jobs J` as a user runs it: Python start-up, imports,
                   worker start-up (each imports torch), the trials, results and report files
-  trial phase     the same 40 trials through `hptune.executor.Executor` on workers that are already
+  trial phase     the same 40 trials through `hptune.execution.local.LocalExecutor` on workers that are already
                   warm (torch imported, data loaded, first optimizer built): what parallelism changes
 Both use the default threads per trial (cores ÷ jobs: 2 for --jobs 1, 1 for --jobs 2 on 2 cores).
 
@@ -46,35 +46,24 @@ TRIAL_PHASE_CHILD = '''
 import json, os, sys, time
 from pathlib import Path
 from hptune.config import load_config, with_overrides
-from hptune.executor import Executor, TrialTask, run_trial
-from hptune.sampling import training_seed
-from hptune.search import _objective_spec, plan_trials
-
-def warm(spec, task, hold_s):
-    """Warm one worker, then hold it so that the next warm-up task goes to another worker."""
-    run_trial(spec, task)
-    time.sleep(hold_s)
-    return os.getpid()
+from hptune.execution.local import LocalExecutor
+from hptune.objectives import objective_for
+from hptune.strategies.random_zoom import draw
 
 jobs, n = int(sys.argv[1]), int(sys.argv[2])
 config = with_overrides(load_config(sys.argv[3]), jobs=jobs, trials=n)
-spec = _objective_spec(config)
-tasks = [TrialTask(trial=p["trial"], round=1, params={k: p[k] for k in config.space.names},
-                   seed=training_seed(config.seed, p["trial"])) for p in plan_trials(config)]
-executor = Executor(jobs=jobs)
-if jobs == 1:
-    warm(spec, tasks[0], 0.0)
-else:
-    pool = executor._get_pool(spec)
-    pids = {f.result() for f in [pool.submit(warm, spec, tasks[0], 1.0) for _ in range(jobs)]}
-    assert len(pids) == jobs, f"warm-up reached {len(pids)} of {jobs} workers"
+objective = objective_for(config)
+executor = LocalExecutor(jobs=jobs, threads=config.search.threads)
+warm = objective.groups(draw(config.space, config.seed, range(10_000, 10_000 + jobs), 1))
+assert len([r for b in executor.run(objective, warm) for r in b]) == jobs  # every worker started and warm
+tasks = objective.groups(draw(config.space, config.seed, range(n), 1))
 t = time.perf_counter()
-records = [r for batch in executor.run_batches(spec, tasks) for r in batch]
+records = [r for batch in executor.run(objective, tasks) for r in batch]
 wall = time.perf_counter() - t
 executor.shutdown()
-assert len(records) == n and all(r["status"] == "ok" for r in records), records
-print(json.dumps({"wall_s": wall, "trial_s_sum": sum(r["duration_s"] for r in records),
-                  "threads": spec.threads}))
+assert len(records) == n and all(r.status == "ok" for r in records), records
+print(json.dumps({"wall_s": wall, "trial_s_sum": sum(r.duration_s for r in records),
+                  "threads": config.search.threads}))
 '''
 
 OPTUNA_CHILD = '''
@@ -85,8 +74,8 @@ try:
     from optuna.storages.journal import JournalFileBackend
 except ImportError:  # optuna < 4
     from optuna.storages import JournalFileStorage as JournalFileBackend
-from hptune.data import DataConfig, load_dataset
-from hptune.train import train_trial
+from hptune.training.data import DataConfig, load_dataset
+from hptune.training.trainer import train_trial
 
 torch.set_num_threads(1)
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -3,7 +3,7 @@
 Two problems, the same budget of trials for every method, every method calling
 the very same objective:
 
-1. Training ("synthetic"): hptune's built-in trainer (`hptune.train.train_trial`,
+1. Training ("synthetic"): hptune's built-in trainer (`hptune.training.trainer.train_trial`,
    the batch-norm MLP) on hptune's synthetic problem, 20,000 x 100, 10 classes
    (`DataConfig(dataset="synthetic")`), `--epochs` (4) epochs per trial,
    `--trials` (30) trials per search, `--seeds` (5) seeds. The space is the one of
@@ -56,7 +56,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import sys
 import tempfile
@@ -161,9 +160,9 @@ def _optuna_study(method: str, seed: int) -> Any:
 
 
 def optuna_train(method: str, seed: int, n: int, opts: dict[str, Any]) -> list[float]:
-    from hptune.data import DataConfig, load_dataset_cached
+    from hptune.training.data import DataConfig, load_dataset_cached
     from hptune.sampling import training_seed
-    from hptune.train import train_trial
+    from hptune.training.trainer import train_trial
 
     data = load_dataset_cached(DataConfig(**opts["data"]), seed=seed, base_dir=ROOT)
     trace: list[float] = []

@@ -183,12 +183,13 @@ def main() -> None:
                               "times_s": [round(t, 3) for t in times], "stdout_bytes": out_bytes,
                               "under_target": median < TARGET_S}), flush=True)
 
-        from hptune.report import RunView, write_report_files
+        from hptune.report.files import write_report_files
+        from hptune.runstate import Run
 
         times = []
         for _ in range(args.repeats):
             start = time.perf_counter()
-            write_report_files(run, view=RunView(run))
+            write_report_files(Run.open(run))
             times.append(time.perf_counter() - start)
         print(json.dumps({"what": "write_files", "trials": args.trials, "median_s": round(statistics.median(times), 3),
                           "times_s": [round(t, 3) for t in times],

@@ -7,7 +7,7 @@ Optuna gets them through `study.enqueue_trial`, and still calls suggest_* and it
 storage for each trial as a user's objective would. Methods:
   loop             a hand-written loop: `train_trial` on each configuration, 1 process, 1 thread
   ideal            2 x loop's rate (what 2 perfectly parallel workers would do)
-  hptune           `hptune.search.search` with jobs: 2 (loky process pool, 1 thread per worker)
+  hptune           `hptune.search.search` with jobs: 2 (its pool of worker processes, 1 thread per trial)
   optuna_serial    study.optimize(n_jobs=1), in-memory storage
   optuna_threads   study.optimize(n_jobs=2): 2 threads in one process, in-memory storage
   optuna_journal   2 processes sharing a JournalStorage file, each optimize(n_trials=N/2)
@@ -21,7 +21,7 @@ Part B -- per-trial overhead and peak memory with a trivial objective
 (returns {"score": x}, x ~ U[0, 1]), --trivial-trials (2000) trials:
   numpy_loop       the floor: draw x with numpy, call the function
   hptune_jobs1     `search` with jobs: 1 (trials in-process; each record appended and fsynced)
-  hptune_jobs2     `search` with jobs: 2 (loky pool of 2 workers)
+  hptune_jobs2     `search` with jobs: 2 (a pool of 2 worker processes)
   optuna_memory    RandomSampler, in-memory storage
   optuna_tpe       TPESampler, in-memory storage (its cost grows with the history)
   optuna_journal   RandomSampler, JournalStorage file
@@ -172,9 +172,9 @@ def _enqueue(study: Any, plan: list[dict[str, Any]]) -> None:
 
 
 def _train_objective(seed: int, epochs: int) -> Any:
-    from hptune.data import DataConfig, load_dataset_cached
+    from hptune.training.data import DataConfig, load_dataset_cached
     from hptune.sampling import training_seed
-    from hptune.train import train_trial
+    from hptune.training.trainer import train_trial
 
     data = load_dataset_cached(DataConfig(dataset="digits", val_fraction=0.2), seed=seed, base_dir=ROOT)
 
@@ -214,9 +214,9 @@ def measure_throughput(method: str, n: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     w0 = time.time()
     if method == "loop":
-        from hptune.data import load_dataset_cached
+        from hptune.training.data import load_dataset_cached
         from hptune.sampling import training_seed
-        from hptune.train import train_trial
+        from hptune.training.trainer import train_trial
 
         data = load_dataset_cached(cfg.data, seed=seed, base_dir=cfg.base_dir)
         params = [{k: v for k, v in row.items() if k != "trial"} for row in plan]

@@ -1,4 +1,4 @@
-"""Epoch time of `hptune.train.train_trial` against a minimal hand-written PyTorch loop.
+"""Epoch time of `hptune.training.trainer.train_trial` against a minimal hand-written PyTorch loop.
 
 What it measures, on one torch thread (`torch.set_num_threads(1)`, as the
 executor runs workers), for two datasets:
@@ -51,8 +51,8 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from hptune.data import DataConfig, load_dataset  # noqa: E402
-from hptune.train import train_trial  # noqa: E402
+from hptune.training.data import DataConfig, load_dataset  # noqa: E402
+from hptune.training.trainer import train_trial  # noqa: E402
 
 OPTIMIZER_VARIANTS: dict[str, Callable[[list[nn.Parameter]], torch.optim.Optimizer]] = {
     "adam/default": lambda p: torch.optim.Adam(p, lr=1e-3),

@@ -27,15 +27,13 @@ def _fail(err: UserError) -> None:
 
 
 class _Progress:
-    """Progress on stderr: a live bar on a terminal, one line per finished trial elsewhere (CI, log files).
+    """Progress on stderr.
 
-    Both show done/total, failures, the best trial so far with its parameters,
-    and elapsed and remaining time. The bar is redrawn at most every
-    REDRAW_S, so that thousands of fast trials cost nothing to show; a failed
-    trial also gets a line of its own above it, with its error.
+    On a terminal: a live display (rich) with a bar, done/total, failures, elapsed
+    and remaining time, and a line with the best trial so far and its parameters; a
+    failed trial gets a line of its own above it, with its error. Elsewhere (CI, log
+    files): one plain line per finished trial with the same facts.
     """
-
-    REDRAW_S = 0.1
 
     def __init__(self, metric: str, goal: str, space: Any = None) -> None:
         self.metric, self.goal = metric, goal
@@ -43,18 +41,16 @@ class _Progress:
         self.start = time.monotonic()
         self.round_start = self.start
         self.space = space
-        self.width = 0
         self.finished = 0  # trials this command finished in the current round: a resumed round's old ones took no time
-        self.drawn_at = float("-inf")
+        self._live: Any = None
 
     def __call__(self, kind: str, info: dict[str, Any]) -> None:
         now = time.monotonic()
         if kind == "note":
-            self._clear()
-            click.echo(f"note: {info['text']}", err=True)
+            self._print(f"note: {info['text']}")
             return
         if kind == "round":
-            self._clear()
+            self.close()
             self.round_start, self.finished = now, 0
             self.space = info["space"]
             click.echo(f"round {info['round']}/{info['planned']}: {info['trials']} trials -> {info['run_dir']}", err=True)
@@ -67,33 +63,50 @@ class _Progress:
         best = info["best"]
         best_text = "best -"
         if best is not None:
-            best_text = f"best {best['metrics'][self.metric]:.4f} (trial {best['trial']}: {self._params(best['params'])})"
-        status = record["status"]
+            best_text = f"best {best.metrics[self.metric]:.4f} (trial {best.trial}: {self._params(best.params)})"
+        status = record.status.value
         if self.tty:
             if status == "failed":
-                self._clear()
-                click.echo(f"trial {record['trial']} failed: {record.get('error')}", err=True)
-            elif done < total and now - self.drawn_at < self.REDRAW_S:
-                return
-            self.drawn_at = now
-            bar_w = 20
-            filled = int(bar_w * done / max(total, 1))
-            line = (f"[{'#' * filled}{'.' * (bar_w - filled)}] {done}/{total} failed {info['failures']}  "
-                    f"{best_text}  {_dur(elapsed)} elapsed, ~{_dur(remaining)} left")
-            line = line[: _columns() - 1]
-            sys.stderr.write("\r" + line.ljust(self.width))
-            self.width = len(line)
-            sys.stderr.flush()
+                self._print(f"trial {record.trial} failed: {record.error}")
+            self._draw(done, total, info["failures"], best_text, elapsed, remaining)
             if done == total:
-                self._clear()
+                self.close()
         else:
-            value = record.get("metrics", {}).get(self.metric)
+            value = record.metrics.get(self.metric)
             shown = f"{self.metric} {value:.4f}" if isinstance(value, float) and value == value else status
             if status != "ok":
-                shown = f"{status}" + (f": {record.get('error')}" if record.get("error") else "")
-            click.echo(f"trial {record['trial']} [{done}/{total}] {shown} ({record['duration_s']:.2f}s) | "
+                shown = f"{status}" + (f": {record.error}" if record.error else "")
+            click.echo(f"trial {record.trial} [{done}/{total}] {shown} ({record.duration_s:.2f}s) | "
                        f"{best_text} | failed {info['failures']} | {_dur(elapsed)} elapsed, ~{_dur(remaining)} left",
                        err=True)
+
+    def _draw(self, done: int, total: int, failures: int, best_text: str, elapsed: float, remaining: float) -> None:
+        from rich.console import Console, Group
+        from rich.live import Live
+        from rich.progress_bar import ProgressBar
+        from rich.table import Table
+        from rich.text import Text
+
+        bar = Table.grid(padding=(0, 1))
+        bar.add_row(ProgressBar(total=max(total, 1), completed=done, width=30),
+                    Text(f"{done}/{total}  failed {failures}  {_dur(elapsed)} elapsed, ~{_dur(remaining)} left"))
+        view = Group(bar, Text(best_text, overflow="ellipsis", no_wrap=True))
+        if self._live is None:
+            self._live = Live(view, console=Console(stderr=True), refresh_per_second=10, transient=False)
+            self._live.start()
+        else:
+            self._live.update(view)
+
+    def _print(self, text: str) -> None:
+        if self._live is not None:
+            self._live.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            click.echo(text, err=True)
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
 
     def _params(self, params: dict[str, Any]) -> str:
         from .space import Fixed, format_value
@@ -106,28 +119,16 @@ class _Progress:
             parts.append(f"{k}={format_value(p, v)}")
         return ", ".join(parts) or "all parameters fixed"
 
-    def _clear(self) -> None:
-        if self.tty and self.width:
-            sys.stderr.write("\r" + " " * self.width + "\r")
-            sys.stderr.flush()
-            self.width = 0
-
-
-def _columns() -> int:
-    import shutil
-
-    return shutil.get_terminal_size((100, 20)).columns
-
 
 def _dur(seconds: float) -> str:
-    from .report import format_duration
+    from .report.text import format_duration
 
     return format_duration(seconds, compact=True)
 
 
 def _print_outcome(outcome: Any, top: int, fmt: str = "table") -> None:
     """The ranked table on stdout (in `fmt`), notes on stderr; exit 1 when no trial finished."""
-    from .report import display_frame, render
+    from .report.tables import display_frame, render
 
     for note in outcome.notes:
         click.echo(f"note: {note}", err=True)
@@ -150,27 +151,50 @@ def _print_outcome(outcome: Any, top: int, fmt: str = "table") -> None:
                f"`hptune refine {outcome.run_dir}` zooms in on the best.", err=True)
 
 
-def _guarded(action: Any) -> Any:
-    """Run a search/refine/resume call: user errors exit 1, Ctrl-C exits 130 with how to resume."""
+class _Terminated(Exception):
+    """SIGTERM (a cluster scheduler, `timeout`): stopped like a Ctrl-C."""
+
+
+def _guarded(action: Any, progress: "_Progress | None" = None) -> Any:
+    """Run a search/refine/resume call: user errors exit 1; Ctrl-C and SIGTERM keep every finished
+    trial, say how to resume and exit 130 (143 for SIGTERM)."""
+    import signal
+
     from .search import Interrupted
 
+    terminated = []
+
+    def on_term(signum: int, frame: Any) -> None:
+        terminated.append(signum)
+        raise KeyboardInterrupt  # the same path as a Ctrl-C: finished trials are on disk, workers stopped
+
+    previous = signal.signal(signal.SIGTERM, on_term)
     try:
         return action()
-    except Interrupted as err:
-        click.echo(f"\ninterrupted: {err.done} finished trials of this round are saved in {err.run_dir}. "
-                   f"Resume with: hptune resume {err.run_dir}", err=True)
-        sys.exit(130)
-    except KeyboardInterrupt:
-        click.echo("\ninterrupted; every finished trial is saved.", err=True)
-        sys.exit(130)
+    except (Interrupted, KeyboardInterrupt) as err:
+        if progress:
+            progress.close()
+        if isinstance(err, Interrupted):
+            click.echo(f"\ninterrupted: {err.done} finished trials of this round are saved in {err.run_dir}. "
+                       f"Resume with: hptune resume {err.run_dir}", err=True)
+        else:
+            click.echo("\ninterrupted; every finished trial is saved.", err=True)
+        sys.exit(143 if terminated else 130)
     except UserError as err:
+        if progress:
+            progress.close()
         _fail(err)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if progress:
+            progress.close()
 
 
 def _progress_for(source: Any) -> "_Progress":
     """Progress for a config, or for the config of a run folder."""
     from .config import Config
-    from .search import RunStore, load_run_config
+    from .runstate import load_run_config
+    from .store import RunStore
 
     cfg = source if isinstance(source, Config) else load_run_config(RunStore.open(source))
     return _Progress(cfg.objective.metric, cfg.objective.goal, cfg.space)
@@ -241,7 +265,8 @@ def search(config_file: Path, name: str | None, runs_dir: Path, trials: int | No
             return
     except UserError as err:
         _fail(err)
-    outcome = _guarded(lambda: search_mod.search(cfg, runs_dir, progress=_progress_for(cfg)))
+    progress = _progress_for(cfg)
+    outcome = _guarded(lambda: search_mod.search(cfg, runs_dir, progress=progress), progress)
     _print_outcome(outcome, top, fmt)
 
 
@@ -253,7 +278,7 @@ def _print_plan(cfg: Any, fmt: str) -> None:
     """The trials of a dry run; csv streams in chunks, so `| head` stops it early."""
     import pandas as pd
 
-    from .report import render
+    from .report.tables import render
     from .search import plan_trials
     from .space import format_value
 
@@ -307,8 +332,9 @@ def refine(run_dir: Path, trials: int | None, top: int | None, margin: float | N
             return
     except UserError as err:
         _fail(err)
+    progress = _guarded(lambda: _progress_for(run_dir))
     outcome = _guarded(lambda: search_mod.refine(run_dir, trials=trials, top=top, jobs=jobs, margin=margin,
-                                                 progress=_progress_for(run_dir)))
+                                                 progress=progress), progress)
     _print_outcome(outcome, 20)
 
 
@@ -327,7 +353,8 @@ def resume(run_dir: Path, jobs: int | None) -> None:
     """
     from . import search as search_mod
 
-    outcome = _guarded(lambda: search_mod.resume(run_dir, jobs=jobs, progress=_progress_for(run_dir)))
+    progress = _guarded(lambda: _progress_for(run_dir))
+    outcome = _guarded(lambda: search_mod.resume(run_dir, jobs=jobs, progress=progress), progress)
     _print_outcome(outcome, 20)
 
 
@@ -359,49 +386,57 @@ def report(run_dirs: tuple[Path, ...], runs_dir: Path, top: int, fmt: str, files
       hptune report                      # every run under runs/
       hptune report runs/a runs/b --format markdown
     """
-    from . import report as report_mod
+    from .report import files as files_mod
+    from .report import summary as summary_mod
+    from .report import tables, text
+    from .runstate import Run
 
     try:
         if len(run_dirs) == 1:
-            view = report_mod.RunView(run_dirs[0])
-            frame = view.frame()
+            run = Run.open(run_dirs[0])
+            frame = text.run_frame(run)
             if fmt in ("csv", "json"):
                 # machines get full-precision numbers, as in results.csv
                 shown = frame.head(top) if top else frame
             else:
-                shown = report_mod.display_frame(frame, view.space, metric=view.metric, top=top or None)
-            click.echo(report_mod.render(shown, fmt), nl=False)
+                shown = tables.display_frame(frame, run.config.space, metric=run.metric, top=top or None)
+            click.echo(tables.render(shown, fmt), nl=False)
             human = fmt == "table"  # other formats keep stdout to the table alone
             if top and len(frame) > top:
                 click.echo(f"(the best {top} of {len(frame)} trials; --top 0 shows all)", err=not human)
-            estimate = report_mod.run_influence(view, frame)
+            estimate = text.run_influence(run, frame)
             click.echo("", err=not human)
-            click.echo(report_mod.run_headline(view, frame), err=not human)
-            click.echo(report_mod.influence_text(estimate), nl=False, err=not human)
+            click.echo(text.run_headline(run, frame), err=not human)
+            click.echo(text.influence_text(estimate), nl=False, err=not human)
             if files:
-                if report_mod.report_files_fresh(view.path):
-                    click.echo(f"report: {view.path / 'report.html'} (up to date)", err=True)
-                else:
-                    try:
-                        paths = report_mod.write_report_files(view.path, view=view)
-                    except OSError as err:
-                        click.echo(f"warning: cannot write the report files in {view.path} ({err.strerror}); "
-                                   "the table above is complete. Pass --no-files to skip them.", err=True)
-                    else:
-                        click.echo(f"report: wrote {', '.join(str(p) for p in paths)}", err=True)
+                _report_files(run, files_mod)
             return
-        paths = list(dict.fromkeys(run_dirs)) or report_mod.list_runs(runs_dir)  # a folder named twice shows once
+        paths = list(dict.fromkeys(run_dirs)) or summary_mod.list_runs(runs_dir)  # a folder named twice shows once
         if not paths:
             click.echo(f"no runs under {runs_dir}; start one with `hptune search CONFIG`.", err=True)
             return
-        frame = report_mod.summary_frame(paths)
+        frame = summary_mod.summary_frame(paths)
         if top:
             frame = frame.head(top)
         if fmt in ("table", "markdown"):
-            frame = report_mod.display_summary(frame)
-        click.echo(report_mod.render(frame, fmt), nl=False)
+            frame = summary_mod.display_summary(frame)
+        click.echo(tables.render(frame, fmt), nl=False)
     except UserError as err:
         _fail(err)
+
+
+def _report_files(run: Any, files_mod: Any) -> None:
+    """Bring results.csv, results.md and report.html up to date; say what was written, or why not."""
+    if files_mod.report_files_fresh(run):
+        click.echo(f"report: {run.path / 'report.html'} (up to date)", err=True)
+        return
+    try:
+        paths = files_mod.write_report_files(run)
+    except OSError as err:
+        click.echo(f"warning: cannot write the report files in {run.path} ({err.strerror or err}); "
+                   "the table above is complete. Pass --no-files to skip them.", err=True)
+    else:
+        click.echo(f"report: wrote {', '.join(str(p) for p in paths)}", err=True)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import UserError
-from .results import sort_key
+from .records import Status, TrialResult, ranked
 from .space import Choice, Fixed, Param, Range, Space
 
 MIN_FINISHED = 3
@@ -39,21 +39,21 @@ class Zoom:
     notes: tuple[str, ...] = field(default=())
 
 
-def zoom(space: Space, trials: list[dict[str, Any]], *, metric: str, goal: str, top: int | None = None,
+def zoom(space: Space, trials: list[TrialResult], *, metric: str, goal: str, top: int | None = None,
          margin: float = 0.1, original: Space | None = None) -> Zoom:
     """Zoom `space` around the best `top` finished trials.
 
-    trials: records with "status", "params" and "metrics"; only status "ok"
-    with a finite metric count (failed and diverged trials never define the
-    region). original: the user's first space, to detect best trials at the
-    edge of a range the user gave. Raises UserError when fewer than 3
-    trials finished.
+    trials: the round's results; only status ok with a finite metric count
+    (failed, diverged and pruned trials never define the region: a pruned
+    trial's metric is from a smaller budget). original: the user's first space,
+    to detect best trials at the edge of a range the user gave. Raises
+    UserError when fewer than 3 trials finished.
     """
-    finished = [t for t in trials if t.get("status") == "ok" and _finite(t.get("metrics", {}).get(metric))]
+    finished = [t for t in trials if t.status == Status.OK and math.isfinite(t.value(metric))]
     if len(finished) < MIN_FINISHED:
         raise UserError(f"cannot zoom: the round has {len(finished)} finished trial(s) with a {metric}, and at least "
                         f"{MIN_FINISHED} are needed to find a region. Run more trials (or fix the failures) first.")
-    finished.sort(key=lambda t: (*sort_key(t["metrics"], metric, goal), t["trial"]))
+    finished = ranked(finished, metric, goal)
     k = default_top(len(finished)) if top is None else top
     if k < 1:
         raise UserError(f"--top must be at least 1; got {k}.")
@@ -61,7 +61,7 @@ def zoom(space: Space, trials: list[dict[str, Any]], *, metric: str, goal: str, 
     best = finished[:k]
     new_params: list[Param] = []
     for p in space.params:
-        values = [t["params"][p.name] for t in best if p.name in t["params"]]
+        values = [t.params[p.name] for t in best if p.name in t.params]
         if isinstance(p, Range) and values:
             new_params.append(_zoom_range(p, values, margin))
         elif isinstance(p, Choice) and values:
@@ -112,11 +112,11 @@ def _round_out(lo: float, hi: float, p: Range) -> tuple[float, float]:
     return max(p.low, sig(lo, False)), min(p.high, sig(hi, True))
 
 
-def edge_notes(original: Space, best: list[dict[str, Any]]) -> list[str]:
-    """Warnings for ranges whose best trials crowd an edge the user gave."""
+def edge_notes(original: Space, best: list[TrialResult]) -> list[str]:
+    """Warnings for ranges whose best trials (best first) crowd an edge the user gave."""
     notes = []
     for p in original.ranges:
-        values = [t["params"][p.name] for t in best if p.name in t["params"]]
+        values = [t.params[p.name] for t in best if p.name in t.params]
         if not values or p.integer and p.high - p.low < 3:
             continue
         u = [float(p.to_unit(v)) for v in values]
@@ -141,10 +141,6 @@ def _fmt(p: Range, x: float) -> str:
     from .space import format_value
 
     return format_value(p, p.cast(x))
-
-
-def _finite(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _same(a: Any, b: Any) -> bool:

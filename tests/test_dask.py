@@ -21,9 +21,11 @@ from hptune_test_helpers import FIXTURES, hptune_run, trial_events, user_config 
 from hptune_test_objectives import score  # noqa: E402
 
 from hptune.config import load_config  # noqa: E402
-from hptune.data import DataConfig  # noqa: E402
 from hptune.errors import UserError  # noqa: E402
-from hptune.executor import Executor, ObjectiveSpec, TrialTask  # noqa: E402
+from hptune.execution.dask import DaskExecutor  # noqa: E402
+from hptune.objectives.base import Task  # noqa: E402
+from hptune.objectives.function import FunctionObjective  # noqa: E402
+from hptune.records import TrialSpec  # noqa: E402
 from hptune.search import search  # noqa: E402
 
 START_TIMEOUT_S = 30
@@ -105,10 +107,9 @@ def test_the_command_line_takes_backend_and_address(tmp_path, cluster):
 
 def test_an_unreachable_scheduler_is_a_clear_error(tmp_path):
     address = f"tcp://127.0.0.1:{free_port()}"
-    executor = Executor(backend="dask", address=address, connect_timeout_s=0.5)
+    executor = DaskExecutor(address, connect_timeout_s=0.5)
     with pytest.raises(UserError, match=f"cannot reach the Dask scheduler at {address}"):
         executor.check()
-    spec = ObjectiveSpec(data=DataConfig(), data_seed=0, base_dir=str(FIXTURES), source="test",
-                         function="hptune_test_objectives:quadratic", metric="score")
+    objective = FunctionObjective(function="hptune_test_objectives:quadratic", base_dir=str(FIXTURES), metric="score")
     with pytest.raises(UserError, match="dask worker ADDRESS --nthreads 1"):
-        list(executor.run(spec, [TrialTask(trial=0, round=1, params={"x": 0.1}, seed=0)]))
+        list(executor.run(objective, [Task((TrialSpec(trial=0, round=1, params={"x": 0.1}, seed=0),))]))

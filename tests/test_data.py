@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hptune import data
-from hptune.data import DataConfig, load_dataset, load_dataset_cached, resolve_path
+from hptune.training import data
+from hptune.training.data import DataConfig, load_dataset, load_dataset_cached, resolve_path
 from hptune.errors import DataError, UserError
 
 SMALL_SYNTH = DataConfig(dataset="synthetic", samples=2000, features=20, classes=4, informative=8)
@@ -69,7 +69,7 @@ def test_digits_three_way_split_is_disjoint_and_complete():
     assert abs(sizes[2] - 0.1 * 1797) <= 10
     # Unstandardized digits rows are exact small integers: compare as row sets.
     rows = [tuple(r) for X in (ds.X_train, ds.X_val, ds.X_test) for r in X.astype(int)]
-    raw = np.load(Path(data.__file__).parent / "datasets" / "digits.npz")
+    raw = np.load(Path(data.__file__).parents[1] / "datasets" / "digits.npz")
     assert sorted(rows) == sorted(tuple(r) for r in raw["X"].astype(int))
 
 

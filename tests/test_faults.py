@@ -19,7 +19,7 @@ from hptune_test_objectives import score  # noqa: E402
 
 from hptune.config import load_config  # noqa: E402
 from hptune.errors import RunError  # noqa: E402
-from hptune.report import RunView  # noqa: E402
+from hptune.report import load_run  # noqa: E402
 from hptune.search import plan_trials, search  # noqa: E402
 from hptune.store import RunStore  # noqa: E402
 
@@ -68,7 +68,7 @@ def test_a_torn_last_line_is_ignored_by_readers_and_cut_by_the_next_writer(tmp_p
     log.write_bytes(whole + b'{"event":"trial","trial":4,"round":1,"status":"o')  # a writer killed mid-line
     assert len(trial_events(run_dir)) == 4
     assert len(RunStore(run_dir).events()) == 5  # the round and its 4 trials
-    assert len(RunView(run_dir).frame()) == 4
+    assert len(load_run(run_dir)) == 4
     report = hptune_run("report", str(run_dir), "--format", "csv", cwd=tmp_path)
     assert report.returncode == 0 and len(report.stdout.strip().splitlines()) == 5, report.stderr
     store = RunStore.open(run_dir)
@@ -130,7 +130,7 @@ def test_kill_9_then_resume_runs_exactly_the_owed_trials_with_their_parameters(t
         log.write(b'{"event":"trial","trial":23,"round":1,"status":"ok","params":{"x":0.5')
     before = trial_events(run_dir)
     assert 6 <= len(before) < 48
-    assert len(RunView(run_dir).frame()) == len(before)  # a report reads the interrupted run
+    assert len(load_run(run_dir)) == len(before)  # a report reads the interrupted run
 
     resumed = hptune_run("resume", str(run_dir), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
@@ -154,7 +154,7 @@ def test_ctrl_c_stops_keeps_finished_trials_says_how_to_resume_and_exits_130(tmp
     def read_while_written() -> bool:
         if not (run_dir / "config.yaml").exists():
             return False
-        seen.append(len(RunView(run_dir).frame()))  # a report, consistent while the run is written
+        seen.append(len(load_run(run_dir)))  # a report, consistent while the run is written
         return seen[-1] >= 5
 
     try:

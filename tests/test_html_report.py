@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hptune.html_report import REPORT_VERSION, _log_ticks, _one_minus_label, page_version
-from hptune.report import write_report_files
+from hptune.report.html import REPORT_VERSION, _log_ticks, _one_minus_label, page_version
+from hptune.report.files import write_report_files
+from hptune.runstate import Run
 
 from test_report import params, random_trials, trial, write_run  # the fake-run builder
 
@@ -50,7 +51,7 @@ def full_run(tmp_path: Path) -> Path:
 
 
 def page_of(run: Path) -> str:
-    write_report_files(run)
+    write_report_files(Run.open(run))
     return (run / "report.html").read_text()
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from hptune.model import BNMLP, bn_layers, population_statistics
+from hptune.training.models import BNMLP, bn_layers, population_statistics
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

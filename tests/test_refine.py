@@ -12,6 +12,7 @@ import yaml
 
 from hptune.config import load_config, parse_space
 from hptune.errors import UserError
+from hptune.records import TrialResult
 from hptune.refine import default_top, zoom
 from hptune.sampling import sample_trials
 from hptune.search import plan_refine, refine, search
@@ -26,6 +27,11 @@ SPACE = Space((
 ))
 
 
+def results(rows):
+    """Trial results from dicts as the log holds them."""
+    return [TrialResult.from_event(r) for r in rows]
+
+
 def trials_scored(space, score, n=60, seed=0, status=lambda i: "ok"):
     rows = sample_trials(space, seed, range(n))
     return [{"trial": i, "status": status(i), "params": r, "metrics": {"score": score(r)}} for i, r in enumerate(rows)]
@@ -37,7 +43,7 @@ def score_fn(r):  # best near lr=1e-2, beta=0.99, units=100
 
 def test_zoom_lies_inside_is_narrower_and_covers_the_top_trials():
     trials = trials_scored(SPACE, score_fn)
-    z = zoom(SPACE, trials, metric="score", goal="maximize", top=6, margin=0.1)
+    z = zoom(SPACE, results(trials), metric="score", goal="maximize", top=6, margin=0.1)
     best = sorted(trials, key=lambda t: -t["metrics"]["score"])[:6]
     for name in ("lr", "beta", "units"):
         old, new = SPACE[name], z.space[name]
@@ -57,7 +63,7 @@ def test_the_zoom_happens_in_the_sampling_coordinate():
     space = Space((Range("lr", 1e-4, 1.0, scale="log"),))
     trials = [{"trial": i, "status": "ok", "params": {"lr": lr}, "metrics": {"s": s}}
               for i, (lr, s) in enumerate([(1e-3, 1.0), (1e-2, 0.9), (0.5, 0.1), (1e-4, 0.0)])]
-    z = zoom(space, trials, metric="s", goal="maximize", top=2, margin=0.1)
+    z = zoom(space, results(trials), metric="s", goal="maximize", top=2, margin=0.1)
     assert z.space["lr"].low == pytest.approx(10 ** -3.4, rel=0.01)
     assert z.space["lr"].high == pytest.approx(10 ** -1.6, rel=0.01)
 
@@ -66,20 +72,20 @@ def test_one_minus_log_zoom_works_on_log10_of_one_minus_beta():
     space = Space((Range("b", 0.9, 0.999, scale="one_minus_log"),))
     trials = [{"trial": i, "status": "ok", "params": {"b": b}, "metrics": {"s": s}}
               for i, (b, s) in enumerate([(0.99, 1.0), (0.995, 0.9), (0.9, 0.0), (0.91, 0.0)])]
-    z = zoom(space, trials, metric="s", goal="maximize", top=2, margin=0.0)
+    z = zoom(space, results(trials), metric="s", goal="maximize", top=2, margin=0.0)
     assert z.space["b"].low == pytest.approx(0.99, abs=1e-4) and z.space["b"].high == pytest.approx(0.995, abs=1e-4)
 
 
 def test_no_narrowing_when_the_top_trials_span_the_range():
     space = Space((Range("x", 0.0, 1.0),))
     trials = [{"trial": i, "status": "ok", "params": {"x": x}, "metrics": {"s": 1.0}} for i, x in enumerate([0.0, 1.0, 0.5])]
-    z = zoom(space, trials, metric="s", goal="maximize", top=3)
+    z = zoom(space, results(trials), metric="s", goal="maximize", top=3)
     assert z.space["x"] == space["x"]
 
 
 def test_choices_keep_the_values_seen_among_the_top_trials():
     trials = trials_scored(SPACE, lambda r: 1.0 if r["act"] == "tanh" else 0.0)
-    z = zoom(SPACE, trials, metric="score", goal="maximize", top=5)
+    z = zoom(SPACE, results(trials), metric="score", goal="maximize", top=5)
     assert z.space["act"] == Choice("act", ("tanh",))
 
 
@@ -88,7 +94,7 @@ def test_failed_and_diverged_trials_never_define_the_region():
     for t in trials:
         if t["status"] != "ok":
             t["metrics"] = {"score": 1e9}  # would win if it counted
-    z = zoom(SPACE, trials, metric="score", goal="maximize", top=4)
+    z = zoom(SPACE, results(trials), metric="score", goal="maximize", top=4)
     assert z.finished == 20
     ok_best = sorted((t for t in trials if t["status"] == "ok"), key=lambda t: -t["metrics"]["score"])[:4]
     assert all(z.space["lr"].low <= t["params"]["lr"] <= z.space["lr"].high for t in ok_best)
@@ -96,22 +102,22 @@ def test_failed_and_diverged_trials_never_define_the_region():
 
 def test_minimize_picks_the_lowest():
     trials = trials_scored(SPACE, lambda r: r["lr"])
-    z = zoom(SPACE, trials, metric="score", goal="minimize", top=3)
+    z = zoom(SPACE, results(trials), metric="score", goal="minimize", top=3)
     assert z.space["lr"].high < 0.01
 
 
 def test_too_few_finished_trials_is_refused():
     trials = trials_scored(SPACE, score_fn, n=10, status=lambda i: "ok" if i < 2 else "failed")
     with pytest.raises(UserError, match="at least 3"):
-        zoom(SPACE, trials, metric="score", goal="maximize")
+        zoom(SPACE, results(trials), metric="score", goal="maximize")
 
 
 def test_best_trials_at_a_user_edge_are_reported():
     trials = trials_scored(SPACE, lambda r: r["lr"])  # bigger is better: optimum above 1.0
-    z = zoom(SPACE, trials, metric="score", goal="maximize", top=3)
+    z = zoom(SPACE, results(trials), metric="score", goal="maximize", top=3)
     assert any("space.lr" in n and "high edge" in n and "widen" in n.lower() for n in z.notes)
     inner = trials_scored(SPACE, score_fn)
-    assert not zoom(SPACE, inner, metric="score", goal="maximize", top=3).notes
+    assert not zoom(SPACE, results(inner), metric="score", goal="maximize", top=3).notes
 
 
 def test_default_top_is_a_fifth_within_3_to_10():
@@ -195,7 +201,7 @@ def test_an_integer_range_that_collapses_becomes_a_fixed_value():
     space = Space((Range("units", 10, 200, integer=True), Range("lr", 1e-4, 1.0, scale="log")))
     trials = [{"trial": i, "status": "ok", "params": {"units": 64, "lr": 10 ** -(1 + i / 10)}, "metrics": {"s": -i}}
               for i in range(10)]
-    z = zoom(space, trials, metric="s", goal="maximize", top=3, margin=0.0)
+    z = zoom(space, results(trials), metric="s", goal="maximize", top=3, margin=0.0)
     assert z.space["units"] == Fixed("units", 64)
     assert parse_space(z.space.to_yaml(), builtin=False) == z.space  # what is written reads back
 

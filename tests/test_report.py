@@ -20,8 +20,11 @@ from click.testing import CliRunner
 
 from hptune.cli import main
 from hptune.config import parse_space
-from hptune.influence import MIN_TRIALS, estimate_influence
-from hptune.report import RunView, load_run, report_files_fresh, summary_frame, write_report_files
+from hptune.report.influence import MIN_TRIALS, estimate_influence
+from hptune.report import load_run
+from hptune.report.files import report_files_fresh, write_report_files
+from hptune.report.summary import summary_frame
+from hptune.runstate import Run
 
 SPACE = {
     "lr": {"low": 1e-4, "high": 1.0, "scale": "log"},
@@ -47,7 +50,7 @@ def write_run(folder: Path, trials: list[dict[str, Any]], *, space: dict[str, An
     (folder / "run.json").write_text(json.dumps(meta))
     config = {"name": folder.name, "seed": 0,
               "objective": {"function": "fake:objective", "metric": metric, "goal": goal},
-              "search": {"trials": len(trials), "jobs": 1}, "space": space}
+              "search": {"trials": max(1, len(trials)), "jobs": 1}, "space": space}
     (folder / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     events: list[dict[str, Any]] = []
     rounds = sorted({t["round"] for t in trials}) or [1]
@@ -242,7 +245,7 @@ def test_report_writes_the_files_once_and_again_when_the_log_grows(small_run: Pa
     assert "report: wrote" in result.stderr
     for name in ("results.csv", "results.md", "report.html"):
         assert (small_run / name).stat().st_size > 0
-    assert report_files_fresh(small_run)
+    assert report_files_fresh(Run.open(small_run))
     again = invoke_split("report", str(small_run))
     assert "up to date" in again.stderr
     log = small_run / "trials.jsonl"
@@ -250,7 +253,7 @@ def test_report_writes_the_files_once_and_again_when_the_log_grows(small_run: Pa
         f.write(json.dumps(trial(6, params(), 0.99)) + "\n")
     future = (small_run / "report.html").stat().st_mtime + 5
     os.utime(log, (future, future))
-    assert not report_files_fresh(small_run)
+    assert not report_files_fresh(Run.open(small_run))
     third = invoke_split("report", str(small_run))
     assert "report: wrote" in third.stderr
     assert next(csv.DictReader((small_run / "results.csv").open()))["trial"] == "6"
@@ -262,7 +265,7 @@ def test_no_files_writes_nothing(small_run: Path) -> None:
 
 
 def test_results_md_and_csv(small_run: Path) -> None:
-    paths = write_report_files(small_run)
+    paths = write_report_files(Run.open(small_run))
     assert [p.name for p in paths] == ["results.csv", "results.md", "report.html"]
     rows = list(csv.DictReader((small_run / "results.csv").open()))
     assert [r["trial"] for r in rows] == ["2", "0", "5", "4", "1", "3"] and "curve" not in rows[0]
@@ -275,8 +278,7 @@ def test_results_md_and_csv(small_run: Path) -> None:
 
 
 def test_wall_time_sums_rounds(small_run: Path) -> None:
-    view = RunView(small_run)
-    assert view.wall_s() == pytest.approx(5.0)
+    assert Run.open(small_run).state.wall_s == pytest.approx(5.0)
 
 
 # -- no torch -------------------------------------------------------------------
@@ -317,4 +319,4 @@ def test_wall_time_leaves_out_the_gap_before_a_resume(tmp_path: Path) -> None:
          "time": "2026-01-01T01:00:03+00:00"},
     ]
     (store.path / "trials.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
-    assert RunView(store.path).wall_s() == pytest.approx(7.0)
+    assert Run.open(store.path).state.wall_s == pytest.approx(7.0)

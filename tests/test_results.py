@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import math
 
-from hptune.results import best_test_scores, latest_trials, results_frame
+from hptune.records import TrialResult
+from hptune.report.tables import best_test_scores, results_frame
+from hptune.runstate import RunState
+from hptune.store import LogLine
 
 
-def rec(trial, status="ok", acc=0.5, loss=1.0, **extra):
+def event(trial, status="ok", acc=0.5, loss=1.0, **extra):
     return {"event": "trial", "trial": trial, "round": 1, "status": status, "params": {"lr": 0.1 * (trial + 1)},
             "metrics": {"val_accuracy": acc, "val_loss": loss, "train_loss": loss, **extra}, "duration_s": 0.1}
+
+
+def rec(*args, **kwargs):
+    return TrialResult.from_event(event(*args, **kwargs))
 
 
 def test_ok_trials_rank_by_metric_then_diverged_then_failed_nan_last():
@@ -40,12 +47,14 @@ def test_test_scores_stay_out_of_the_table_and_show_for_the_best_trial_only():
 
 
 def test_user_metrics_appear_as_columns():
-    trials = [{"trial": 0, "status": "ok", "params": {"a": 1}, "metrics": {"score": 2.0, "aux": 3.0}}]
+    trials = [TrialResult.from_event({"trial": 0, "status": "ok", "params": {"a": 1}, "metrics": {"score": 2.0, "aux": 3.0}})]
     frame = results_frame(trials, param_names=["a"], metric="score", goal="maximize", metric_columns=("score",))
     assert list(frame.columns) == ["trial", "round", "status", "a", "score", "aux", "duration_s", "error"]
 
 
 def test_the_last_record_of_a_trial_wins():
-    events = [{"event": "round", "round": 1}, rec(0, acc=0.1), rec(1), rec(0, acc=0.9)]
-    assert [t["metrics"]["val_accuracy"] for t in latest_trials(events)] == [0.9, 0.5]
-    assert not math.isnan(latest_trials(events)[0]["metrics"]["val_loss"])
+    events = [{"event": "round", "round": 1, "first_trial": 0, "trials": 2, "seed": 0, "space": {"lr": [0.1, 0.2]}},
+              event(0, acc=0.1), event(1), event(0, acc=0.9)]
+    state = RunState.fold([LogLine(i + 1, e) for i, e in enumerate(events)])
+    assert [t.metrics["val_accuracy"] for t in state.all_results()] == [0.9, 0.5]
+    assert not math.isnan(state.all_results()[0].metrics["val_loss"])

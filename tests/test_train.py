@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-import hptune.train as train_mod
+import hptune.training.models as models_mod
+import hptune.training.trainer as train_mod
 from hptune.errors import UserError
-from hptune.model import BNMLP
-from hptune.train import batch_bounds, check_device, resolve_params, train_trial
+from hptune.training.models import BNMLP
+from hptune.training.trainer import batch_bounds, check_device, resolve_params, train_trial
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -163,7 +164,7 @@ def test_training_never_sees_a_batch_of_one(monkeypatch: pytest.MonkeyPatch, n_t
             super().__init__(*args, **kwargs)
             self.register_forward_pre_hook(lambda m, a: sizes.append(a[0].shape[0]) if m.training else None)
 
-    monkeypatch.setattr(train_mod, "BNMLP", Recording)
+    monkeypatch.setattr(models_mod, "BNMLP", Recording)
     train_trial({"epochs": 2, "batch_size": 64, "hidden_units": 8}, toy_data(n_train=n_train), seed=0)
     assert min(sizes) >= 2
     assert sum(sizes) == 2 * n_train  # the single example is merged, not dropped
@@ -204,7 +205,7 @@ def test_two_classes_and_population_statistics() -> None:
 
 
 def test_digits_trains_to_high_accuracy() -> None:
-    from hptune.data import DataConfig, load_dataset
+    from hptune.training.data import DataConfig, load_dataset
 
     data = load_dataset(DataConfig(dataset="digits"), seed=0)  # the bundled copy, standardized
     res = train_trial({"epochs": 10}, data, seed=0)

@@ -28,7 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from .space import Choice, Fixed, Range, Space, format_value
+from ..runstate import Run
+from ..space import Choice, Fixed, Range, Space, choice_key, format_value
+from .tables import best_trial, display_frame, looks_numeric
+from .text import best_params_text, format_duration, round_rows, test_scores
 
 REPORT_VERSION = "1"
 TABLE_ROWS = 100
@@ -63,18 +66,17 @@ def page_version(path: Path) -> str | None:
     return m.group(1) if m else None
 
 
-def render_html(view: Any, frame: Any, estimate: Any, *, rows: int = TABLE_ROWS) -> str:
+def render_html(run: Run, frame: Any, estimate: Any, *, rows: int = TABLE_ROWS) -> str:
     """The whole page as a string.
 
-    view: a `hptune.report.RunView`; frame: its ranked results frame, with
-    the `curve` column when learning curves should be drawn; estimate: its
-    `hptune.influence.Estimate`; rows: trials in the ranked table.
+    run: the run; frame: its ranked results frame, with the `curve` column when
+    learning curves should be drawn; estimate: its
+    `hptune.report.influence.Estimate`; rows: trials in the ranked table.
     """
-    from .report import best_params_text, display_frame, format_duration, round_rows
-
     import matplotlib
 
-    metric, goal, space = view.metric, view.goal, view.space
+    view = run
+    metric, goal, space = view.metric, view.goal, view.config.space
     plain = frame.drop(columns=[c for c in ("curve",) if c in frame.columns])
     counts = plain["status"].value_counts().to_dict() if not plain.empty else {}
     best = _best(plain)
@@ -104,8 +106,8 @@ def render_html(view: Any, frame: Any, estimate: Any, *, rows: int = TABLE_ROWS)
         (f"best {metric}", f"{best[metric]:.4f}" if best else "&ndash;",
          f"trial {best['trial']}, round {best['round']}" if best else "no finished trial"),
         ("trials", str(len(plain)), " &middot; ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "diverged", "failed"))),
-        ("rounds", str(len(view.rounds)), "coarse to fine" if len(view.rounds) > 1 else "one random round"),
-        ("wall time", _e(format_duration(view.wall_s())), f"trials&rsquo; own time {_e(format_duration(trial_s))}"),
+        ("rounds", str(len(view.state.rounds)), "coarse to fine" if len(view.state.rounds) > 1 else "one random round"),
+        ("wall time", _e(format_duration(view.state.wall_s)), f"trials&rsquo; own time {_e(format_duration(trial_s))}"),
     ]
     parts.append('<section id="summary"><div class="cards">' + "".join(
         f'<div class="card"><div class="k">{_e(k)}</div><div class="v">{v}</div><div class="d">{d}</div></div>'
@@ -116,7 +118,7 @@ def render_html(view: Any, frame: Any, estimate: Any, *, rows: int = TABLE_ROWS)
         parts.append(f"<h2>Best configuration</h2><p>Trial {best['trial']} reached {_e(metric)} "
                      f"<b>{best[metric]:.4f}</b>: {_e(best_params_text(space, best))}. As a config "
                      "block (fixed values not shown):</p><pre>space:\n" + "\n".join(lines) + "</pre>")
-        test = view.test_scores()
+        test = test_scores(view)
         if test:
             scores = ", ".join(f"{_e(k)} <b>{v:.4f}</b>" for k, v in test.items() if k != "trial")
             parts.append(f"<p>On the held-out test split (measured for the best trial only, never used to rank): "
@@ -235,8 +237,8 @@ def _metric_vs_params(space: Space, frame: Any, metric: str, goal: str, colors: 
     return _png(fig)
 
 
-def _coarse_to_fine(view: Any, frame: Any, estimate: Any, colors: dict[int, Any]) -> bytes | None:
-    space, metric, goal = view.space, view.metric, view.goal
+def _coarse_to_fine(view: Run, frame: Any, estimate: Any, colors: dict[int, Any]) -> bytes | None:
+    space, metric, goal = view.config.space, view.metric, view.goal
     numeric = [p for p in space.params if isinstance(p, Range) and p.low < p.high]
     if len(numeric) < 2 or frame.empty:
         return None
@@ -255,11 +257,10 @@ def _coarse_to_fine(view: Any, frame: Any, estimate: Any, colors: dict[int, Any]
     _margins(fig, left=0.8, right=0.45, bottom=0.55, top=0.75, wspace=0.22)
     size = _marker_size(len(frame))
     best = _best(frame)
-    rounds = [int(e.get("round", i + 1)) for i, e in enumerate(view.rounds)]
     boxes = []
-    for r in rounds:
-        rs = view.round_space(r)
-        boxes.append((r, _box_side(rs, px), _box_side(rs, py), colors.get(r, "black")))
+    for rnd in view.state.rounds:
+        rs = view.round_space(rnd)
+        boxes.append((rnd.number, _box_side(rs, px), _box_side(rs, py), colors.get(rnd.number, "black")))
     for ax in (left, right):
         for _r, (x0, x1), (y0, y1), color in boxes:
             ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor=color,
@@ -371,11 +372,11 @@ def _choice_plots(space: Space, frame: Any, metric: str, goal: str, colors: dict
     rng = np.random.default_rng(0)  # jitter only; fixed so the page is reproducible
     size = _marker_size(len(frame))
     for ax, p in zip(axes.flat, choices):
-        keys = [_key(v) for v in ok[p.name]]
-        bad_keys = [_key(v) for v in bad[p.name]]
+        keys = [choice_key(v) for v in ok[p.name]]
+        bad_keys = [choice_key(v) for v in bad[p.name]]
         data, labels = [], []
         for i, v in enumerate(p.values):
-            target = _key(v)
+            target = choice_key(v)
             sub = ok[np.array([k == target for k in keys], dtype=bool)]
             data.append(sub[metric].to_numpy(dtype=float))
             not_ok = sum(k == target for k in bad_keys)
@@ -530,7 +531,7 @@ def _table(frame: Any, *, numeric_right: bool = False, status_col: str | None = 
     if numeric_right:
         for c in cols:
             cells = [str(v) for v in frame[c]]
-            if cells and all(_numberish(s) for s in cells):
+            if cells and all(looks_numeric(s) for s in cells):
                 numeric.add(c)
     head = "".join(f'<th class="num">{_e(c)}</th>' if c in numeric else f"<th>{_e(c)}</th>" for c in cols)
     body = []
@@ -591,7 +592,7 @@ def _failures(space: Space, frame: Any) -> str:
                    "diverged, failed and finished trials.</p>")
         out.append(_table(pd.DataFrame(spans)[["parameter", "diverged", "failed", "ok"]]))
     errors = bad[["trial", "status", "error"]].copy()
-    errors["error"] = [_first_line(e) or "(no message)" for e in errors["error"]]
+    errors["error"] = [_error_summary(e) or "(no message)" for e in errors["error"]]
     groups = errors.groupby(["status", "error"], sort=False)["trial"].agg(list).reset_index()
     groups["count"] = [len(t) for t in groups["trial"]]
     groups = groups.sort_values("count", ascending=False, kind="mergesort")
@@ -649,8 +650,6 @@ def _split(frame: Any, metric: str) -> tuple[Any, Any]:
 
 
 def _best(frame: Any) -> dict[str, Any] | None:
-    from .results import best_trial
-
     return best_trial(frame)
 
 
@@ -671,22 +670,13 @@ def _marker_size(n: int) -> float:
     return 30.0 if n <= 200 else 12.0 if n <= 2000 else 4.0
 
 
-def _key(v: Any) -> Any:
-    # as hptune.influence groups choices: 64.0 with 64, True apart from 1
-    if isinstance(v, bool):
-        return ("bool", v)
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    return v
-
-
 def _plain(v: Any, p: Any) -> Any:
     if isinstance(p, Range) and p.integer and isinstance(v, float) and v == v:
         return int(v)
     return v
 
 
-def _first_line(text: Any) -> str:
+def _error_summary(text: Any) -> str:
     if not isinstance(text, str):
         return ""
     line = text.strip().splitlines()[-1] if text.strip() else ""  # a traceback's last line names the error
@@ -695,14 +685,6 @@ def _first_line(text: Any) -> str:
 
 def _goal_word(goal: str) -> str:
     return "maximize" if goal == "maximize" else "minimize"
-
-
-def _numberish(s: str) -> bool:
-    try:
-        float(s)
-        return True
-    except ValueError:
-        return s == ""
 
 
 def _now() -> str:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from .space import Choice, Fixed, Range, Space, format_value
+from ..space import Choice, Fixed, Range, Space, choice_key, format_value
 
 MIN_TRIALS = 8
 MAX_BINS = 10
@@ -105,7 +105,7 @@ def estimate_influence(frame: Any, space: Space, *, metric: str, goal: str) -> E
     """Estimate each parameter's influence on `metric` from a results frame.
 
     frame: one row per trial with columns status, the metric and one per
-    parameter (as `hptune.results.results_frame` builds it). Parameters that
+    parameter (as `hptune.report.tables.results_frame` builds it). Parameters that
     are fixed, or took a single value among the finished trials, are left out.
     """
     total = len(frame)
@@ -149,13 +149,13 @@ def _one(p: Range | Choice, raw: Sequence[Any], goodness: np.ndarray, metric: np
         rho = _pearson(_ranks(coord), ranks)
         kind = "range"
     else:
-        keys = [_key(v) for v in raw]
+        keys = [choice_key(v) for v in raw]
         originals: dict[Any, Any] = {}
         for v in (*p.values, *raw):
-            originals.setdefault(_key(v), v)
+            originals.setdefault(choice_key(v), v)
         present = set(keys)
         # the config's order first, then any value the log holds beyond it
-        order = [_key(v) for v in p.values]
+        order = [choice_key(v) for v in p.values]
         seen = [k for k in order if k in present] + list(dict.fromkeys(k for k in keys if k not in order))
         lookup = {k: i for i, k in enumerate(seen)}
         groups = np.array([lookup[k] for k in keys])
@@ -233,13 +233,3 @@ def _pearson(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a - a.mean(), b - b.mean()
     den = math.sqrt(float(np.sum(a * a) * np.sum(b * b)))
     return float(np.sum(a * b) / den) if den > 0 else 0.0
-
-
-def _key(v: Any) -> Any:
-    """A grouping key for a choice value: 64.0 groups with 64 (JSON may turn one into
-    the other), True stays apart from 1 (Python would hash them together)."""
-    if isinstance(v, bool):
-        return ("bool", v)
-    if isinstance(v, float) and v.is_integer():
-        return int(v)
-    return v

@@ -18,16 +18,16 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from hptune.training.dataspec import BUILTIN_DATASETS, DataConfig
 from hptune.errors import DataError
 
-BUILTIN_DATASETS = ("digits", "synthetic")
 SUPPORTED_EXTENSIONS = (".csv", ".npz", ".parquet")
 
 # Column names tried, in order, when a CSV/Parquet config names no target.
@@ -42,36 +42,6 @@ _CACHE_SIZE = 4
 _CLUSTERS_PER_CLASS = 3
 _SYNTHETIC_NOISE = 0.5  # noise std of derived features, relative to their own std
 _SYNTHETIC_FLIP = 0.01  # share of labels resampled uniformly
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """What to load and how to split it.
-
-    dataset: "digits", "synthetic", or a path ending in .csv, .npz or .parquet
-    (a relative path is relative to the config file's folder).
-    val_fraction: 0 < val_fraction < 1; test_fraction: 0 <= test_fraction < 1,
-    and val_fraction + test_fraction < 1.
-    target: the label column, required for CSV/Parquet, unused otherwise.
-    samples/features/classes/informative/class_sep: the synthetic problem,
-    with samples >= classes, features >= 1, classes >= 2,
-    1 <= informative <= features and class_sep > 0.
-    """
-
-    dataset: str = "digits"
-    val_fraction: float = 0.2
-    test_fraction: float = 0.0
-    target: str | None = None
-    standardize: bool = True
-    samples: int = 20000
-    features: int = 100
-    classes: int = 10
-    informative: int = 40
-    class_sep: float = 1.0
-
-    def to_dict(self) -> dict[str, Any]:
-        """The fields as a plain dict (for YAML snapshots)."""
-        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ cross-entropy live in the loss (`F.cross_entropy`).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -162,3 +163,20 @@ def population_statistics(model: nn.Module, X: torch.Tensor, batch_size: int = 8
             bn.running_var.copy_(acc["m2"] / acc["n"])
     finally:
         model.train(was_training)
+
+
+def build_model(family: str, p: dict[str, Any], data: Any, generator: torch.Generator) -> nn.Module:
+    """The family's network for resolved params `p` and a dataset's shape, drawn from `generator`."""
+    if family == "mlp":
+        return BNMLP(
+            int(data.n_features),
+            int(data.n_classes),
+            layers=p["layers"],
+            hidden_units=p["hidden_units"],
+            activation=p["activation"],
+            batch_norm=p["batch_norm"],
+            bn_position=p["bn_position"],
+            bn_momentum=p["bn_momentum"],
+            generator=generator,
+        )
+    raise ValueError(f"unknown model family {family!r}")

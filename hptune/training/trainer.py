@@ -1,18 +1,17 @@
-"""Train one trial: a `BNMLP` with the given hyperparameters on one dataset.
+"""The built-in trainer, step by step: `Trainer` trains one model epoch by epoch, reports each
+epoch, and saves or restores its whole state (model, optimizer, schedule, RNG, epoch) as
+tensors. `train_trial` is the one-shot trial: a thin loop over a `Trainer`.
 
-`train_trial` is what every worker process runs, hundreds of times a minute,
-so the inner loop is kept to the bare framework calls: data converted to
-tensors once, one gather per epoch for the shuffle, contiguous views for the
-mini-batches, no `.item()` per step, and the fused (one kernel per step)
-optimizers where PyTorch has them on the device. Thread counts are the
-executor's business, not set here.
+This is what every worker runs hundreds of times a minute, so the inner loop is kept
+to the bare framework calls: data converted to tensors once, one gather per epoch for
+the shuffle, contiguous views for the mini-batches, no `.item()` per step, and the
+fused (one kernel per step) optimizers where PyTorch has them on the device. Thread
+counts are the executor's business, not set here.
 """
 
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -20,56 +19,36 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hptune.errors import UserError
-from hptune.model import BNMLP, bn_layers, population_statistics
-from hptune.params import BUILTIN_PARAMS, DEFAULTS
+from .device import check_device
+from .models import bn_layers, build_model, population_statistics
+from .optim import InverseTimeDecay, make_optimizer, set_hyperparameters
+from .params import DEFAULT_FAMILY, FAMILIES, defaults
 
 # Rows per evaluation forward pass; only bounds memory, since evaluation uses
 # the running statistics and so does not depend on how rows are grouped.
 EVAL_CHUNK = 16384
 
-_CUDA_RE = re.compile(r"cuda(?::(\d+))?")
+# What a fork may change (continuing from a checkpoint): everything that is not a shape.
+CHANGEABLE = ("learning_rate", "beta1", "beta2", "epsilon", "weight_decay", "lr_decay", "bn_momentum", "epochs",
+              "batch_size", "bn_stats")
 
 
-def check_device(device: str) -> None:
-    """Accept "cpu", and "cuda" / "cuda:N" when that CUDA device is visible; raise UserError otherwise."""
-    if device == "cpu":
-        return
-    match = _CUDA_RE.fullmatch(device) if isinstance(device, str) else None
-    if match is None:
-        raise UserError(
-            f"device: {device!r} is not a valid device. Valid values are 'cpu', 'cuda' "
-            f"and 'cuda:N' (N = 0, 1, ... the index of a visible CUDA device)."
-        )
-    if not torch.cuda.is_available():
-        raise UserError(
-            f"device: {device!r} was asked for, but no CUDA device is visible to PyTorch "
-            f"(torch {torch.__version__}, CUDA build: {torch.version.cuda is not None}). "
-            f"Use 'device: cpu', or run on a machine with a CUDA GPU and a CUDA build of PyTorch."
-        )
-    count = torch.cuda.device_count()
-    if match.group(1) is not None and int(match.group(1)) >= count:
-        raise UserError(
-            f"device: {device!r} was asked for, but only {count} CUDA device(s) are visible "
-            f"(cuda:0 to cuda:{count - 1}). Use one of those, 'cuda', or 'device: cpu'."
-        )
-
-
-def resolve_params(params: dict[str, Any]) -> dict[str, Any]:
-    """The full parameter set: `params` over `hptune.params.DEFAULTS`.
+def resolve_params(params: dict[str, Any], family: str = DEFAULT_FAMILY) -> dict[str, Any]:
+    """The full parameter set: `params` over the family's defaults.
 
     Raises ValueError for an unknown name or a value outside its domain (the
     config layer has already given the user a proper message; this guards the
     API). numpy scalars are turned into Python numbers; int parameters into int.
     """
-    unknown = sorted(set(params) - set(BUILTIN_PARAMS))
+    table = FAMILIES[family]
+    unknown = sorted(set(params) - set(table))
     if unknown:
-        raise ValueError(f"unknown training parameter(s) {unknown}; known: {sorted(BUILTIN_PARAMS)}")
-    resolved = dict(DEFAULTS)
+        raise ValueError(f"unknown training parameter(s) {unknown} for the {family} model; known: {sorted(table)}")
+    resolved = defaults(family)
     for name, value in params.items():
         if isinstance(value, np.generic):
             value = value.item()
-        domain = BUILTIN_PARAMS[name]
+        domain = table[name]
         if not domain.accepts(value):
             raise ValueError(f"parameter {name}={value!r} is not {domain.describe()}")
         resolved[name] = int(value) if domain.kind == "int" else value
@@ -90,38 +69,7 @@ def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def make_optimizer(
-    parameters: Iterable[nn.Parameter], p: dict[str, Any], device: torch.device
-) -> torch.optim.Optimizer:
-    """The optimizer named by p["optimizer"], in the course's form.
-
-    momentum: v = β·v + (1 − β)·dW is SGD with momentum = dampening = β1.
-    (PyTorch starts v at the first gradient rather than at 0, i.e. without the
-    course's start-up bias; it never applies dampening to that first step.)
-    The fused implementations of Adam and SGD are used: on CPU they match the
-    default for-loop ones to float rounding and take far less time per step
-    (benchmarks/bench_train.py); RMSprop has no fused form and uses foreach.
-    """
-    params = list(parameters)
-    lr, wd = p["learning_rate"], p["weight_decay"]
-    # Fused kernels exist for CPU and CUDA tensors; anything else gets PyTorch's default.
-    fused = True if device.type in ("cpu", "cuda") else None
-    name = p["optimizer"]
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, weight_decay=wd, fused=fused)
-    if name == "momentum":
-        beta = p["beta1"]
-        return torch.optim.SGD(params, lr=lr, momentum=beta, dampening=beta, weight_decay=wd, fused=fused)
-    if name == "rmsprop":
-        return torch.optim.RMSprop(params, lr=lr, alpha=p["beta2"], eps=p["epsilon"], weight_decay=wd, foreach=True)
-    if name == "adam":
-        return torch.optim.Adam(
-            params, lr=lr, betas=(p["beta1"], p["beta2"]), eps=p["epsilon"], weight_decay=wd, fused=fused
-        )
-    raise ValueError(f"unknown optimizer {name!r}")
-
-
-def _to_tensor(array: np.ndarray, dtype: np.dtype, device: torch.device) -> torch.Tensor:
+def to_tensor(array: np.ndarray, dtype: np.dtype, device: torch.device) -> torch.Tensor:
     """A tensor on `device` that never writes into `array` (datasets may be shared between trials)."""
     array = np.ascontiguousarray(array, dtype=dtype)
     # from_numpy shares memory and warns on read-only arrays; copy those instead.
@@ -146,68 +94,57 @@ def evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> tuple[float,
     return loss_sum.item() / n, correct.item() / n
 
 
-def train_trial(params: dict[str, Any], data: Any, *, seed: int, device: str = "cpu") -> dict[str, Any]:
-    """Train and evaluate one configuration; return a plain, picklable, JSON-able dict.
+class Trainer:
+    """One model of the built-in family, trained epoch by epoch.
 
-    params: any subset of `hptune.params.BUILTIN_PARAMS` (the rest take
-    DEFAULTS); unknown names raise ValueError.
-    data: has X_train, y_train, X_val, y_val, X_test, y_test (float32 features,
-    int64 labels 0..n_classes-1; test may be None), n_features, n_classes.
-    seed: seeds a private generator for initialization and shuffling, so equal
-    (params, data, seed) give bit-identical results on CPU whatever the global
-    RNG state.
-
-    Returns {"status": "ok" | "diverged", "metrics": {...}, "curve": [...]}.
-    metrics: val_accuracy, val_loss, train_loss (the last epoch's mean training
-    loss) and, with a test split, test_accuracy and test_loss. curve: one point
-    per epoch, {"epoch" (1-based), "train_loss", "val_loss", "val_accuracy"},
-    always evaluated with the running statistics.
-
-    A trial diverges when an epoch's mean training loss or its validation loss
-    is NaN or infinite (checked once per epoch, so that epoch runs to its end):
-    training stops, the curve keeps that epoch's values as they are, and every
-    metric is NaN so the trial ranks below any finished one.
-    With bn_stats "population" the final metrics use exact training-set
-    statistics (`population_statistics`) instead of the running averages.
+    params: any subset of the family's parameters (the rest take defaults);
+    unknown names raise ValueError. data: has X_train, y_train, X_val, y_val,
+    X_test, y_test (float32 features, int64 labels 0..n_classes-1; test may be
+    None), n_features, n_classes. seed: seeds a private generator for
+    initialization and shuffling, so equal (params, data, seed) give
+    bit-identical results on CPU whatever the global RNG state.
     """
-    p = resolve_params(params)
-    check_device(device)
-    dev = torch.device(device)
-    gen = torch.Generator().manual_seed(seed)  # CPU generator: randperm and init draw from it
 
-    X_train = _to_tensor(data.X_train, np.float32, dev)
-    y_train = _to_tensor(data.y_train, np.int64, dev)
-    X_val = _to_tensor(data.X_val, np.float32, dev)
-    y_val = _to_tensor(data.y_val, np.int64, dev)
-    n = X_train.shape[0]
-    if n < 2 and p["batch_norm"]:
-        raise ValueError(f"batch norm needs at least 2 training examples, got {n}")
-    bounds = batch_bounds(n, p["batch_size"])
+    def __init__(self, params: dict[str, Any], data: Any, *, seed: int, device: str = "cpu",
+                 family: str = DEFAULT_FAMILY) -> None:
+        self.p = resolve_params(params, family)
+        self.family = family
+        check_device(device)
+        self.device = torch.device(device)
+        self.data = data
+        self.generator = torch.Generator().manual_seed(seed)  # CPU generator: randperm and init draw from it
+        dev = self.device
+        self.X_train = to_tensor(data.X_train, np.float32, dev)
+        self.y_train = to_tensor(data.y_train, np.int64, dev)
+        self.X_val = to_tensor(data.X_val, np.float32, dev)
+        self.y_val = to_tensor(data.y_val, np.int64, dev)
+        self.n = self.X_train.shape[0]
+        if self.n < 2 and self.p["batch_norm"]:
+            raise ValueError(f"batch norm needs at least 2 training examples, got {self.n}")
+        self.model = build_model(family, self.p, data, self.generator).to(dev)
+        self.model.train()
+        self.optimizer = make_optimizer(self.model.parameters(), self.p, dev)
+        self.schedule = InverseTimeDecay(self.optimizer, self.p["lr_decay"])
+        self.epoch = 0  # epochs completed
+        self.curve: list[dict[str, Any]] = []
+        self.diverged = False
 
-    model = BNMLP(
-        int(data.n_features),
-        int(data.n_classes),
-        layers=p["layers"],
-        hidden_units=p["hidden_units"],
-        activation=p["activation"],
-        batch_norm=p["batch_norm"],
-        bn_position=p["bn_position"],
-        bn_momentum=p["bn_momentum"],
-        generator=gen,
-    ).to(dev)
-    model.train()
-    optimizer = make_optimizer(model.parameters(), p, dev)
-    lr0, decay = p["learning_rate"], p["lr_decay"]
+    @property
+    def done(self) -> bool:
+        """Trained to its `epochs`, or diverged."""
+        return self.diverged or self.epoch >= self.p["epochs"]
 
-    curve: list[dict[str, Any]] = []
-    diverged = False
-    for epoch in range(p["epochs"]):
-        lr = lr0 / (1.0 + decay * epoch)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+    def train_epoch(self) -> dict[str, Any]:
+        """Train one epoch and evaluate; returns its curve point {"epoch", "train_loss", "val_loss", "val_accuracy"}.
+
+        A non-finite mean training loss or validation loss marks the trial
+        diverged (checked once per epoch, so that epoch runs to its end).
+        """
+        dev, model, optimizer = self.device, self.model, self.optimizer
+        bounds = batch_bounds(self.n, self.p["batch_size"])
         # One gather per epoch, then every batch is a contiguous view.
-        perm = torch.randperm(n, generator=gen).to(dev)
-        X_epoch, y_epoch = X_train[perm], y_train[perm]
+        perm = torch.randperm(self.n, generator=self.generator).to(dev)
+        X_epoch, y_epoch = self.X_train[perm], self.y_train[perm]
         # Summed on the device: reading the loss every step would cost a sync on GPU.
         loss_sum = torch.zeros((), device=dev)
         for start, stop in bounds:
@@ -216,28 +153,129 @@ def train_trial(params: dict[str, Any], data: Any, *, seed: int, device: str = "
             loss.backward()
             optimizer.step()
             loss_sum += loss.detach()
+        self.schedule.step()
         train_loss = loss_sum.item() / len(bounds)
-        val_loss, val_accuracy = evaluate(model, X_val, y_val)
-        curve.append({"epoch": epoch + 1, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy})
+        val_loss, val_accuracy = evaluate(model, self.X_val, self.y_val)
+        self.epoch += 1
+        point = {"epoch": self.epoch, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy}
+        self.curve.append(point)
         if not (math.isfinite(train_loss) and math.isfinite(val_loss)):
-            diverged = True
-            break
+            self.diverged = True
+        return point
 
-    has_test = getattr(data, "X_test", None) is not None and getattr(data, "y_test", None) is not None
-    if diverged:
-        nan = float("nan")
-        metrics = {"val_accuracy": nan, "val_loss": nan, "train_loss": nan}
+    def train(self, until_epoch: int | None = None) -> list[dict[str, Any]]:
+        """Train up to `until_epoch` (default: the trial's `epochs`), stopping early on divergence; the new points."""
+        stop = self.p["epochs"] if until_epoch is None else min(until_epoch, self.p["epochs"])
+        points = []
+        while self.epoch < stop and not self.diverged:
+            points.append(self.train_epoch())
+        return points
+
+    def metrics(self) -> dict[str, float]:
+        """The metrics as of now: val_accuracy, val_loss, train_loss (the last epoch's) and, with a test
+        split, test_accuracy and test_loss. All NaN when diverged.
+
+        With bn_stats "population" they use exact training-set statistics, computed
+        on the side: the running averages the training continues with are left as they were.
+        """
+        has_test = getattr(self.data, "X_test", None) is not None and getattr(self.data, "y_test", None) is not None
+        if self.diverged or not self.curve:
+            nan = float("nan")
+            out = {"val_accuracy": nan, "val_loss": nan, "train_loss": nan}
+            return {**out, "test_accuracy": nan, "test_loss": nan} if has_test else out
+        last = self.curve[-1]
+        val_loss, val_accuracy = last["val_loss"], last["val_accuracy"]
+        saved = None
+        if self.p["bn_stats"] == "population" and bn_layers(self.model):
+            saved = {k: v.clone() for k, v in self.model.state_dict().items() if "running_" in k}
+            population_statistics(self.model, self.X_train, EVAL_CHUNK)
+            val_loss, val_accuracy = evaluate(self.model, self.X_val, self.y_val)
+        out = {"val_accuracy": val_accuracy, "val_loss": val_loss, "train_loss": last["train_loss"]}
         if has_test:
-            metrics.update(test_accuracy=nan, test_loss=nan)
-        return {"status": "diverged", "metrics": metrics, "curve": curve}
+            X_test = to_tensor(self.data.X_test, np.float32, self.device)
+            y_test = to_tensor(self.data.y_test, np.int64, self.device)
+            test_loss, test_accuracy = evaluate(self.model, X_test, y_test)
+            out.update(test_accuracy=test_accuracy, test_loss=test_loss)
+        if saved is not None:
+            self.model.load_state_dict(saved, strict=False)
+        return out
 
-    if p["bn_stats"] == "population" and bn_layers(model):
-        population_statistics(model, X_train, EVAL_CHUNK)
-        val_loss, val_accuracy = evaluate(model, X_val, y_val)
-    metrics = {"val_accuracy": val_accuracy, "val_loss": val_loss, "train_loss": curve[-1]["train_loss"]}
-    if has_test:
-        test_loss, test_accuracy = evaluate(
-            model, _to_tensor(data.X_test, np.float32, dev), _to_tensor(data.y_test, np.int64, dev)
-        )
-        metrics.update(test_accuracy=test_accuracy, test_loss=test_loss)
-    return {"status": "ok", "metrics": metrics, "curve": curve}
+    def result(self) -> dict[str, Any]:
+        """{"status": "ok" | "diverged", "metrics": ..., "curve": [...], "epochs": n}."""
+        return {"status": "diverged" if self.diverged else "ok", "metrics": self.metrics(), "curve": list(self.curve),
+                "epochs": self.epoch}
+
+    # -- state ---------------------------------------------------------------------
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """The whole training state as tensors (for `torch.save`; loads with weights_only=True).
+
+        "epoch", "schedule_start", "rng" (the generator's state), "model.<name>" for
+        each entry of the model's state_dict, and "optim.<parameter name>.<key>" for
+        the optimizer's per-parameter state in PyTorch's names.
+        """
+        out: dict[str, torch.Tensor] = {
+            "epoch": torch.tensor(self.epoch, dtype=torch.int64),
+            "schedule_start": torch.tensor(self.schedule.start, dtype=torch.int64),
+            "rng": self.generator.get_state(),
+        }
+        for name, value in self.model.state_dict().items():
+            out[f"model.{name}"] = value.detach().clone()
+        for name, param in self.model.named_parameters():
+            for key, value in self.optimizer.state.get(param, {}).items():
+                if torch.is_tensor(value):
+                    out[f"optim.{name}.{key}"] = value.detach().clone()
+        return out
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Continue from `state_dict()` output. Shapes must match (a fork may not change them)."""
+        model_state = {k[len("model."):]: v for k, v in state.items() if k.startswith("model.")}
+        self.model.load_state_dict(model_state)
+        self.optimizer.state.clear()
+        # fused optimizers keep `step` on the parameters' device, the others on the CPU (as PyTorch does)
+        step_on_device = bool(self.optimizer.defaults.get("fused"))
+        for name, param in self.model.named_parameters():
+            prefix = f"optim.{name}."
+            entry = {}
+            for key, value in state.items():
+                if key.startswith(prefix):
+                    short = key[len(prefix):]
+                    on = param.device if short != "step" or step_on_device else torch.device("cpu")
+                    entry[short] = value.detach().clone().to(on)
+            if entry:
+                self.optimizer.state[param] = entry
+        self.generator.set_state(state["rng"])
+        self.epoch = int(state["epoch"])
+        self.schedule.restart(self.epoch, start=int(state.get("schedule_start", torch.tensor(0))))
+
+    def set_hyperparameters(self, overrides: dict[str, Any], *, restart_schedule: bool) -> None:
+        """Apply a fork's new values (names in CHANGEABLE) to the optimizer, the schedule and the BN modules.
+
+        restart_schedule: the decay schedule restarts at the current epoch from the
+        (new) learning rate, so the rate set is the rate used next.
+        """
+        bad = sorted(set(overrides) - set(CHANGEABLE))
+        if bad:
+            raise ValueError(f"cannot change {', '.join(bad)} when continuing a model: they set its shape")
+        self.p = resolve_params({**self.p, **overrides}, self.family)
+        set_hyperparameters(self.optimizer, self.p)
+        if restart_schedule:
+            self.schedule.restart(self.epoch, base_lr=self.p["learning_rate"], decay=self.p["lr_decay"], start=self.epoch)
+        for bn in bn_layers(self.model):
+            bn.momentum = 1.0 - self.p["bn_momentum"]
+
+
+def train_trial(params: dict[str, Any], data: Any, *, seed: int, device: str = "cpu",
+                family: str = DEFAULT_FAMILY) -> dict[str, Any]:
+    """Train and evaluate one configuration; return a plain, picklable, JSON-able dict.
+
+    Returns {"status": "ok" | "diverged", "metrics": {...}, "curve": [...], "epochs": n}.
+    metrics: val_accuracy, val_loss, train_loss (the last epoch's mean training
+    loss) and, with a test split, test_accuracy and test_loss. curve: one point
+    per epoch, {"epoch" (1-based), "train_loss", "val_loss", "val_accuracy"},
+    always evaluated with the running statistics. A diverged trial stops at the
+    epoch its loss became NaN or infinite, keeps that epoch in its curve, and
+    has every metric NaN so that it ranks below any finished one. See `Trainer`.
+    """
+    trainer = Trainer(params, data, seed=seed, device=device, family=family)
+    trainer.train()
+    return trainer.result()

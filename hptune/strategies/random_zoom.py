@@ -1,0 +1,72 @@
+"""Random search, coarse to fine: round 1 samples the config's space; each later round samples
+that space zoomed on the best finished trials of the round before (`hptune.refine.zoom`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config.schema import Config
+from ..errors import RunError, UserError
+from ..records import TrialSpec
+from ..refine import Zoom, zoom
+from ..runstate import Round, RunState
+from ..sampling import sample_trials, training_seed
+from ..space import Space, space_from_yaml
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """A round about to start: its number, space, planned trials and how it was made."""
+
+    number: int
+    space: Space
+    specs: list[TrialSpec]
+    seed: int
+    zoom: Zoom | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def event(self, planned: int, time: str) -> dict[str, Any]:
+        """The round's line in the log: announced with every trial it plans, before any runs."""
+        first = self.specs[0].trial if self.specs else 0
+        return {"event": "round", "round": self.number, "first_trial": first, "trials": len(self.specs),
+                "seed": self.seed, "planned": planned, "space": self.space.to_yaml(),
+                "parent": None if self.zoom is None else self.number - 1,
+                "top": None if self.zoom is None else self.zoom.top,
+                "margin": None if self.zoom is None else self.zoom.margin,
+                **self.meta, "time": time, "specs": [s.to_json() for s in self.specs]}
+
+
+def draw(space: Space, seed: int, numbers: range, round_no: int) -> list[TrialSpec]:
+    """Random trials: parameters and training seed from (seed, trial number, space) only."""
+    return [TrialSpec(trial=t, round=round_no, params=params, seed=training_seed(seed, t))
+            for t, params in zip(numbers, sample_trials(space, seed, numbers))]
+
+
+def next_round(state: RunState, config: Config, *, top: int | None = None, margin: float | None = None) -> RoundPlan:
+    """The next round: the config's space for the first, else a zoom on the latest round's best."""
+    last = state.last_round
+    first = state.next_trial
+    numbers = range(first, first + config.search.trials)
+    if last is None:
+        return RoundPlan(number=1, space=config.space, specs=draw(config.space, config.seed, numbers, 1),
+                         seed=config.seed)
+    z = zoom_round(state, last, config, top=config.search.top if top is None else top,
+                   margin=config.search.margin if margin is None else margin)
+    number = last.number + 1
+    return RoundPlan(number=number, space=z.space, specs=draw(z.space, config.seed, numbers, number),
+                     seed=config.seed, zoom=z)
+
+
+def zoom_round(state: RunState, rnd: Round, config: Config, *, top: int | None, margin: float) -> Zoom:
+    """The zoom on one round's best finished trials, with edge notes against the run's first space."""
+    try:
+        space = space_from_yaml(rnd.space)
+        original = space_from_yaml(state.rounds[0].space)
+    except ValueError as err:
+        raise RunError(f"round {rnd.number}: its space in the log cannot be read ({err}).") from None
+    try:
+        return zoom(space, state.round_results(rnd.number), metric=config.objective.metric,
+                    goal=config.objective.goal, top=top, margin=margin, original=original)
+    except UserError as err:
+        raise RunError(f"round {rnd.number}: {err}") from None
