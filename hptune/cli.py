@@ -425,6 +425,41 @@ def report(run_dirs: tuple[Path, ...], runs_dir: Path, top: int, fmt: str, files
         _fail(err)
 
 
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+def repair(run_dir: Path) -> None:
+    """Move damaged lines of a run's trial log aside, keeping every intact trial.
+
+    A line that is not a well-formed event (edited by hand, damaged on disk) stops
+    every command that reads the log. This moves such lines, with their line
+    numbers, into RUN_DIR/trials.jsonl.damaged (nothing is deleted) and keeps the
+    rest; the run then reads, reports and resumes again.
+
+    \b
+    Example:
+      hptune repair runs/digits
+    """
+    from .runstate import repair_log
+    from .store import RunStore
+
+    try:
+        store = RunStore.open(run_dir)
+        with store.locked():
+            done = repair_log(store)
+    except OSError as err:
+        from .errors import storage_reason
+
+        _fail(UserError(f"{run_dir}: cannot repair the log ({storage_reason(err)}); the log was left as it was."))
+    except UserError as err:
+        _fail(err)
+    if not done.moved:
+        click.echo(f"repair: {store.log_path} is intact ({done.trials} trials); nothing to move.", err=True)
+        return
+    lines = ", ".join(map(str, done.moved[:20])) + (" ..." if len(done.moved) > 20 else "")
+    click.echo(f"repair: moved {len(done.moved)} damaged line(s) of {store.log_path} (line {lines}) into "
+               f"{done.damaged_path}; kept {done.kept} lines, {done.trials} trials.", err=True)
+
+
 def _report_files(run: Any, files_mod: Any) -> None:
     """Bring results.csv, results.md and report.html up to date; say what was written, or why not."""
     if files_mod.report_files_fresh(run):
@@ -433,7 +468,9 @@ def _report_files(run: Any, files_mod: Any) -> None:
     try:
         paths = files_mod.write_report_files(run)
     except OSError as err:
-        click.echo(f"warning: cannot write the report files in {run.path} ({err.strerror or err}); "
+        from .errors import storage_reason
+
+        click.echo(f"warning: cannot write the report files in {run.path} ({storage_reason(err)}); "
                    "the table above is complete. Pass --no-files to skip them.", err=True)
     else:
         click.echo(f"report: wrote {', '.join(str(p) for p in paths)}", err=True)

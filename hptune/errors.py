@@ -31,3 +31,24 @@ class DataError(UserError):
 
 class RunError(UserError):
     """A run directory is missing, unreadable, locked or in an unexpected state."""
+
+
+class StorageError(RunError):
+    """A run folder could not be written (a full disk, a read-only place); the message says what is safe."""
+
+
+def storage_reason(err: OSError) -> str:
+    """Why a write failed, in words a user can act on."""
+    import errno
+
+    if err.errno == errno.ENOSPC:
+        return "the disk is full"
+    if err.errno == errno.EDQUOT:
+        return "the disk quota is exceeded"
+    if err.errno == errno.EROFS:
+        return "the file system is read-only"
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    if err.errno == errno.ENAMETOOLONG:
+        return "the file name is too long"
+    return err.strerror or type(err).__name__

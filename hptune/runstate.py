@@ -11,6 +11,8 @@ trial number, and the wall time of the commands that ran trials.
 from __future__ import annotations
 
 import datetime as _dt
+import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,7 +72,15 @@ class RunState:
 
     @classmethod
     def from_store(cls, store: RunStore) -> "RunState":
-        state = cls.fold(store.read_log(), where=str(store.log_path))
+        """Fold a run's log. Raises RunError when the log is missing from a run that had one."""
+        lines = store.read_log()
+        if not store.log_path.exists():
+            made = [n for n in ("rounds", "results.csv", "report.html") if (store.path / n).exists()]
+            if made:
+                raise RunError(f"{store.log_path}: the trial log is missing, but the run has {', '.join(made)}: it "
+                               "was deleted or moved. The log is the run's record of its trials; restore it "
+                               "(the other files are derived from it and cannot replace it).")
+        state = cls.fold(lines, where=str(store.log_path))
         state.log_bytes = store.bytes_read
         return state
 
@@ -260,3 +270,47 @@ def load_run_config(store: RunStore, *, jobs: int | None = None, trials: int | N
     except ConfigError as err:
         raise RunError(f"{err} The run's config snapshot was edited or damaged; restore it to read the run.") from None
     return with_overrides(config, jobs=jobs, trials=trials)
+
+
+@dataclass(frozen=True)
+class Repair:
+    """What `repair_log` did: the damaged lines moved aside (their 1-based numbers), the lines kept."""
+
+    moved: tuple[int, ...]
+    kept: int
+    trials: int
+    damaged_path: Path
+
+
+def repair_log(store: RunStore) -> Repair:
+    """Move every line that is not a well-formed event (damaged JSON, a wrong shape, a torn tail)
+    out of the log into `trials.jsonl.damaged`, appended there with its line number; keep the rest.
+
+    Nothing is deleted: the moved lines stay readable beside the log. The caller holds the run's lock.
+    """
+    path = store.log_path
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise RunError(f"{path}: there is no trial log to repair.") from None
+    scratch = RunState()
+    good: list[bytes] = []
+    moved: list[tuple[int, bytes]] = []
+    for i, raw in enumerate(data.split(b"\n")):
+        if not raw.strip():
+            continue
+        try:
+            scratch.apply(json.loads(raw))
+        except (ValueError, LogFormatError):
+            moved.append((i + 1, raw))
+            continue
+        good.append(raw)
+    damaged = store.path / f"{LOG_NAME}.damaged"
+    if moved:
+        with open(damaged, "a", encoding="utf-8") as f:
+            for number, raw in moved:
+                f.write(json.dumps({"line": number, "text": raw.decode("utf-8", errors="replace")}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        store.write_text(LOG_NAME, "".join(line.decode("utf-8") + "\n" for line in good))
+    return Repair(moved=tuple(n for n, _ in moved), kept=len(good), trials=len(scratch.results), damaged_path=damaged)

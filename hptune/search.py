@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .config.schema import Config
-from .errors import RunError
+from .errors import RunError, StorageError, storage_reason
 from .objectives import Objective, objective_for
 from .records import Status, best
 from .refine import Zoom, edge_notes, zoom_header
@@ -71,12 +71,24 @@ def search(config: Config, runs_dir: Path | str = "runs", *, progress: ProgressF
     """
     objective = preflight(config)
     store = RunStore.create(runs_dir, config.name)
+    try:
+        store.lock()
+        store.write_config(config.to_yaml(relative_to=store.path))
+    except (OSError, RunError) as err:  # nothing ran: leave nothing behind
+        store.unlock()
+        store.discard()
+        if isinstance(err, RunError):
+            raise
+        raise StorageError(f"{store.path}: cannot write the new run's config ({storage_reason(err)}); nothing was "
+                           "run and the folder was removed. Free space or choose another place with --runs-dir.") from None
     if store.name != config.name and progress:
         progress("note", {"text": f"a run named {config.name!r} already exists; this one is {store.path}"})
-    with store.locked():
-        store.write_config(config.to_yaml(relative_to=store.path))
+    try:
         run = Run(store=store, config=config, state=RunState())
         return _Driver(run, objective, progress).rounds(planned=config.search.rounds, report=report)
+    finally:
+        store.close()
+        store.unlock()
 
 
 def refine(run_dir: Path | str, *, trials: int | None = None, top: int | None = None, jobs: int | None = None,
@@ -167,11 +179,21 @@ class _Driver:
         self.store, self.config, self.state = run.store, run.config, run.state
 
     def append(self, events: list[dict[str, Any]]) -> None:
-        """On disk first (one write and fsync), then in the state."""
-        self.store.append(events)
+        """On disk first (one write and fsync), then in the state. A failed write is a StorageError
+        that says how many trials are safe and how to resume."""
+        try:
+            self.store.append(events)
+        except OSError as err:
+            raise self._storage_error(err, self.store.log_path) from None
         for e in events:
             self.state.apply(e)
         self.state.log_bytes = self.store.log_size() or 0
+
+    def _storage_error(self, err: OSError, path: Path) -> StorageError:
+        safe = sum(1 for r in self.state.results.values())
+        return StorageError(f"{path}: cannot write ({storage_reason(err)}). The search stopped; the {safe} finished "
+                            f"trials in {self.store.path} are safe on disk. Free space (or make the folder writable) "
+                            f"and resume with: hptune resume {self.store.path}")
 
     def rounds(self, *, planned: int, report: bool) -> Outcome:
         from .execution import executor_for
@@ -189,16 +211,18 @@ class _Driver:
                     plan = next_round(self.state, self.config)
                 except RunError as err:  # a round that cannot be zoomed on: nothing was written
                     raise RunError(f"{self.store.path}: {err}") from None
-                event = plan.event(planned, now_iso())
-                self._write_round_file(plan)
-                self.append([event])
+                self.append([plan.event(planned, now_iso())])
+                try:
+                    self._write_round_file(plan)
+                except OSError as err:
+                    raise self._storage_error(err, self.store.path / "rounds") from None
                 if self.progress:
                     self.progress("round", {"round": plan.number, "trials": len(plan.specs), "space": plan.space,
                                             "planned": planned, "run_dir": self.store.path})
         except KeyboardInterrupt:  # between two rounds: every finished trial is on disk, so say how to resume
             executor.shutdown(kill=True)
             last = self.state.last_round
-            raise Interrupted(self.store.path, 0 if last is None else len(self.state.round_results(last.number))) from None
+            raise Interrupted(self.store.path, 0 if last is None else self._saved(last)) from None
         finally:
             executor.shutdown()
         return self._finish(report)
@@ -229,34 +253,58 @@ class _Driver:
                         self.progress("trial", {"record": r, "done": done, "total": total, "failures": failures,
                                                 "best": leader, "round": rnd.number})
                 if time.monotonic() - last_results > RESULTS_EVERY_S:
-                    self._write_results()
+                    self._write_results(best_effort=True)
                     last_results = time.monotonic()
         except KeyboardInterrupt:
             executor.shutdown(kill=True)
-            self._write_results()
-            raise Interrupted(self.store.path, done) from None
+            self._write_results(best_effort=True)
+            raise Interrupted(self.store.path, self._saved(rnd)) from None
         finally:
             close = getattr(results, "close", None)
             if close:
                 close()
 
-    def _write_results(self) -> Any:
-        from .report.files import write_results_csv
+    def _saved(self, rnd: Round) -> int:
+        """The round's trials on disk now (read again: an interruption may fall between a write and its count)."""
+        try:
+            return len(RunState.from_store(self.store).round_results(rnd.number))
+        except RunError:
+            return len(self.state.round_results(rnd.number))
 
-        return write_results_csv(self.run)
+    def _write_results(self, *, best_effort: bool = False) -> Any:
+        """Rewrite results.csv; returns the ranked frame. best_effort: a failed write is left for later
+        (the log holds every trial; the file is rebuilt from it)."""
+        from .report.files import write_results_csv
+        from .report.text import run_frame
+
+        try:
+            return write_results_csv(self.run)
+        except OSError:
+            if not best_effort:
+                raise
+            return run_frame(self.run)
 
     def _finish(self, report: bool) -> Outcome:
         from .report.tables import best_test_scores
 
-        frame = self._write_results()
         notes = self._edge_notes()
+        try:
+            frame = self._write_results()
+        except OSError as err:  # the trials are safe in the log: say so, and how to get the files
+            from .report.text import run_frame
+
+            frame = run_frame(self.run)
+            report = False
+            notes.append(f"could not write results.csv in {self.store.path} ({storage_reason(err)}); every trial is "
+                         f"in its trials.jsonl, and `hptune report {self.store.path}` writes the files once there is room")
         if report:
             try:
                 from .report.files import write_report_files
 
                 write_report_files(self.run)  # results.md and report.html, next to results.csv
             except Exception as err:  # the trials are safe on disk: a failing page must not fail the search
-                notes.append(f"could not write the report files in {self.store.path} ({type(err).__name__}: {err}); "
+                why = storage_reason(err) if isinstance(err, OSError) else f"{type(err).__name__}: {err}"
+                notes.append(f"could not write the report files in {self.store.path} ({why}); "
                              f"`hptune report {self.store.path}` retries")
         test = best_test_scores(self.state.all_results(), metric=self.config.objective.metric,
                                 goal=self.config.objective.goal)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .errors import RunError
+from .errors import RunError, StorageError, storage_reason
 
 FORMAT_VERSION = 2
 READABLE_FORMATS = (1, 2)
@@ -69,17 +69,34 @@ class RunStore:
         try:
             runs_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise RunError(f"{runs_dir}: cannot create the runs folder ({err.strerror}); choose another with --runs-dir.") from None
+            raise StorageError(f"{runs_dir}: cannot create the runs folder ({storage_reason(err)}); "
+                               "choose another with --runs-dir.") from None
         for k in range(1, 100_000):
             candidate = runs_dir / (name if k == 1 else f"{name}-{k}")
             try:
                 candidate.mkdir()
             except FileExistsError:
                 continue
+            except OSError as err:
+                raise StorageError(f"{runs_dir}: cannot create a run folder in it ({storage_reason(err)}); "
+                                   "choose another place with --runs-dir.") from None
             store = cls(candidate)
-            store.write_json("run.json", {"format": FORMAT_VERSION, "name": candidate.name, "created": now_iso()})
+            try:
+                store.write_json("run.json", {"format": FORMAT_VERSION, "name": candidate.name, "created": now_iso()})
+            except OSError as err:
+                store.discard()
+                raise StorageError(f"{candidate}: cannot write the new run folder ({storage_reason(err)}); "
+                                   "nothing was run. Free space or choose another place with --runs-dir.") from None
             return store
         raise RunError(f"{runs_dir}: no free run name for {name!r}; pass --name.")
+
+    def discard(self) -> None:
+        """Remove a run folder that holds no trial yet (a search that could not start), temp files and all."""
+        import shutil
+
+        if self.log_path.exists():
+            return  # it has a log: never delete what may hold trials
+        shutil.rmtree(self.path, ignore_errors=True)
 
     @classmethod
     def open(cls, path: Path | str) -> "RunStore":

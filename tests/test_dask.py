@@ -9,15 +9,23 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("dask.distributed", reason="the dask extra is not installed (pip install 'hptune[dask]')")
-
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
 
-from hptune_test_helpers import FIXTURES, hptune_run, trial_events, user_config  # noqa: E402
+from conftest import require_module  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _dask_installed() -> None:
+    require_module("dask.distributed", "the Dask backend's tests (pip install 'hptune[dask]')")
+
+
+from hptune_test_helpers import (  # noqa: E402
+    FIXTURES, count_trials, hptune_process, hptune_run, trial_events, user_config, wait_until)
 from hptune_test_objectives import score  # noqa: E402
 
 from hptune.config import load_config  # noqa: E402
@@ -54,6 +62,12 @@ def wait_for_workers(address: str, n: int) -> None:
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[str]:
     """A scheduler and two single-threaded workers on 127.0.0.1; always torn down."""
+    with local_cluster() as (address, _):
+        yield address
+
+
+@contextmanager
+def local_cluster() -> Iterator[tuple[str, list[subprocess.Popen]]]:
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     procs = [dask_cli("scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard")]
@@ -68,7 +82,7 @@ def cluster() -> Iterator[str]:
                 if p.poll() is not None:
                     raise AssertionError(f"a dask process exited: {p.stderr.read()[-2000:]}") from err
             raise
-        yield address
+        yield address, procs
     finally:
         for p in reversed(procs):
             if p.poll() is None:
@@ -113,3 +127,21 @@ def test_an_unreachable_scheduler_is_a_clear_error(tmp_path):
     objective = FunctionObjective(function="hptune_test_objectives:quadratic", base_dir=str(FIXTURES), metric="score")
     with pytest.raises(UserError, match="dask worker ADDRESS --nthreads 1"):
         list(executor.run(objective, [Task((TrialSpec(trial=0, round=1, params={"x": 0.1}, seed=0),))]))
+
+
+@pytest.mark.slow
+def test_a_cluster_that_stops_running_trials_ends_the_search_with_every_finished_trial_saved(tmp_path):
+    space = {"x": {"low": 0.0, "high": 1.0}, "sleep_s": 0.2}
+    with local_cluster() as (address, procs):
+        config = user_config(tmp_path, "slow", space=space, trials=40, backend="dask", address=address)
+        proc = hptune_process("search", str(config), "--runs-dir", "runs", cwd=tmp_path)
+        run_dir = tmp_path / "runs" / "user"
+        wait_until(lambda: count_trials(run_dir) >= 3, 60, "three finished trials")
+        os.killpg(procs[0].pid, signal.SIGKILL)  # the scheduler
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1 and "Traceback" not in err, err
+    line = next(x for x in err.splitlines() if x.startswith("error:"))
+    assert line.startswith(f"error: the Dask cluster at {address} stopped running trials")
+    assert "Every finished trial is saved" in line
+    saved = trial_events(run_dir)
+    assert 3 <= len(saved) < 40 and all(t["status"] == "ok" for t in saved)

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from hptune.training import data
+from conftest import require_module
 from hptune.training.data import DataConfig, load_dataset, load_dataset_cached, resolve_path
 from hptune.errors import DataError, UserError
 
@@ -335,7 +336,7 @@ def test_parquet_without_pyarrow(tmp_path, monkeypatch):
 
 
 def test_parquet_round_trip(tmp_path):
-    pytest.importorskip("pyarrow")
+    require_module("pyarrow", "it reads Parquet files (pip install 'hptune[parquet]')")
     import pandas as pd
 
     df = pd.DataFrame({"a": np.arange(20.0), "label": ["u", "v"] * 10})

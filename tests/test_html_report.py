@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from hptune.report.html import REPORT_VERSION, _log_ticks, _one_minus_label, page_version
+from conftest import require_program
 from hptune.report.files import write_report_files
 from hptune.runstate import Run
 
@@ -106,15 +107,11 @@ def test_one_minus_log_ticks_are_labelled_in_x() -> None:
     assert _log_ticks(2e-3, 3e-2) == pytest.approx([2e-3, 5e-3, 1e-2, 2e-2])
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-@pytest.mark.skipif(_chromium() is None, reason="Chromium is not installed (apt-get install chromium)")
 def test_page_renders_with_all_images_in_headless_chromium(full_run: Path, tmp_path: Path) -> None:
+    chromium = shutil.which("chromium-browser") or require_program("chromium", "it renders report.html (apt-get install chromium)")
     page_of(full_run)
     url = (full_run / "report.html").resolve().as_uri()
-    base = [_chromium(), *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
+    base = [chromium, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000"]
     dom = subprocess.run([*base, "--dump-dom", url], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     body = re.search(r"<body[^>]*>", dom.stdout)

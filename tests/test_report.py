@@ -320,3 +320,20 @@ def test_wall_time_leaves_out_the_gap_before_a_resume(tmp_path: Path) -> None:
     ]
     (store.path / "trials.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     assert Run.open(store.path).state.wall_s == pytest.approx(7.0)
+
+
+def test_influence_on_pure_noise_is_zero_in_95_percent_of_searches() -> None:
+    """200 searches of 40 trials whose metric is noise: the top parameter's `explained` is calibrated."""
+    from hptune.sampling import sample_trials
+
+    space = parse_space(SPACE, builtin=False)
+    rng = np.random.default_rng(0)
+    tops = []
+    for rep in range(200):
+        rows = sample_trials(space, rep, range(40))
+        frame = pd.DataFrame([{"trial": i, "status": "ok", **r, "score": rng.normal()} for i, r in enumerate(rows)])
+        tops.append(estimate_influence(frame, space, metric="score", goal="maximize").params[0].explained)
+    tops = np.array(tops)
+    # family-wise 5%: the share of noise searches that call any parameter influential
+    assert (tops > 0).mean() <= 0.08, (tops > 0).mean()
+    assert np.median(tops) == 0.0 and np.quantile(tops, 0.99) < 0.25

@@ -34,9 +34,16 @@ class DaskExecutor:
         self._client().close()
 
     def run(self, objective: Objective, tasks: Sequence[Task]) -> Iterator[list[TrialResult]]:
-        from dask.distributed import wait
+        import logging
+
+        from dask.distributed import KilledWorker, wait
 
         client = self._client()
+        # a lost scheduler is said once, by the RunError below, not by Dask's own tracebacks on stderr
+        names = ["distributed", *(n for n in logging.root.manager.loggerDict if n.startswith("distributed."))]
+        levels = {n: logging.getLogger(n).level for n in names}
+        for n in names:
+            logging.getLogger(n).setLevel(logging.CRITICAL)
         try:
             futures: dict[Any, tuple[Task, float]] = {}
             for task in tasks:
@@ -50,6 +57,8 @@ class DaskExecutor:
                         done, _ = wait(list(futures), timeout=timeout, return_when="FIRST_COMPLETED")
                 except TimeoutError:
                     done = set()
+                except Exception as err:  # the scheduler is gone: nothing more will run
+                    raise self._stopped(err) from None
                 batch: list[TrialResult] = []
                 for fut in done:
                     task, started = futures.pop(fut)
@@ -57,10 +66,12 @@ class DaskExecutor:
                         batch.extend(fut.result())
                     except (KeyboardInterrupt, GeneratorExit):
                         raise
-                    except Exception as err:  # run_task never raises: this is the cluster (a worker killed 3 times)
-                        raise RunError(f"the Dask cluster at {self.address} stopped running trials "
-                                       f"({type(err).__name__}: {first_line(err)}). Every finished trial is saved; "
-                                       "`hptune resume RUN_DIR` runs the rest.") from None
+                    except KilledWorker:  # the trial took its worker down, every time Dask retried it
+                        batch.extend(TrialResult.failed(s, "the Dask worker running this trial died each time Dask "
+                                                           "ran it (killed, crashed or out of memory)",
+                                                        time.monotonic() - started) for s in task.trials)
+                    except Exception as err:  # run_task never raises: this is the cluster
+                        raise self._stopped(err) from None
                 now = time.monotonic()
                 for fut, (task, started) in list(futures.items()):
                     if self.timeout_s and now >= started + self.timeout_s * len(task.trials):
@@ -73,9 +84,16 @@ class DaskExecutor:
                     yield batch
         finally:
             client.close()
+            for n, level in levels.items():
+                logging.getLogger(n).setLevel(level)
 
     def shutdown(self, kill: bool = False) -> None:
         """Nothing to stop: the cluster is not ours."""
+
+    def _stopped(self, err: BaseException) -> RunError:
+        return RunError(f"the Dask cluster at {self.address} stopped running trials ({type(err).__name__}: "
+                        f"{first_line(err)}). Every finished trial is saved; `hptune resume RUN_DIR` runs the rest "
+                        "once the cluster is back.")
 
     def _client(self) -> Any:
         try:

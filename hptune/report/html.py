@@ -138,7 +138,8 @@ def render_html(run: Run, frame: Any, estimate: Any, *, rows: int = TABLE_ROWS) 
     if estimate.params:
         excluded = f" {estimate.excluded} failed or diverged trials are left out." if estimate.excluded else ""
         parts.append(f"<p class=\"note\">{_e(estimate.label)}.{excluded} <b>explained</b>: the share of the spread "
-                     f"in {_e(metric)} ranks that the parameter accounts for beyond chance (trials grouped by value, "
+                     f"in {_e(metric)} ranks that the parameter accounts for beyond chance (a parameter that does not matter scores 0 in "
+                     "95% of searches; trials grouped by value, "
                      "or into bins of equal count); <b>rho</b>: rank correlation between the value and how good a "
                      "trial was (+: larger is better); <b>spread</b>: best minus worst group median; <b>best</b>: "
                      "the group with the best median. Few trials, or a narrow refined round, make these numbers "

@@ -52,7 +52,8 @@ def influence_text(estimate: Any) -> str:
         return f"Parameter influence: no estimate ({estimate.note or 'no parameter varied'}).\n"
     excluded = f"; {estimate.excluded} failed or diverged trials left out" if estimate.excluded else ""
     return (f"{estimate.label}{excluded}.\n" + render(influence_frame(estimate))
-            + f"explained: share of the spread in {estimate.metric} ranks the parameter accounts for, beyond chance; "
+            + f"explained: share of the spread in {estimate.metric} ranks the parameter accounts for, beyond chance "
+              "(0 for a parameter that does not matter, in 95% of searches); "
               "rho: rank correlation with how good a trial was (+ larger is better).\n")
 
 
