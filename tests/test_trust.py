@@ -26,7 +26,7 @@ from hptune_test_helpers import (  # noqa: E402
 from hptune_test_objectives import score  # noqa: E402
 
 from hptune.config import load_config  # noqa: E402
-from hptune.errors import ConfigError, RunError, StorageError  # noqa: E402
+from hptune.errors import ConfigError, StorageError  # noqa: E402
 from hptune.search import resume, search  # noqa: E402
 from hptune.store import RunStore  # noqa: E402
 
