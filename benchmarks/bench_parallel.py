@@ -7,7 +7,7 @@ interleaved, --repeats (3) times, medians kept. Two figures:
                   worker start-up (each imports torch), the trials, results and report files
   trial phase     the same 40 trials through `hptune.execution.local.LocalExecutor` on workers that are already
                   warm (torch imported, data loaded, first optimizer built): what parallelism changes
-Both use the default threads per trial (cores ÷ jobs: 2 for --jobs 1, 1 for --jobs 2 on 2 cores).
+Both use the default of 1 thread per trial, so --jobs 1 leaves one of 2 cores idle.
 
 Part B, throughput with --jobs 2: `hptune search configs/digits.yaml --trials N --jobs 2` (N =
 --throughput-trials, 150), trials per minute
@@ -15,8 +15,10 @@ Part B, throughput with --jobs 2: `hptune search configs/digits.yaml --trials N 
   steady          (N - 1) / (time of the last finished trial - time of the first)
 and the time from starting the command to the first finished trial (its line on stderr,
 written after the trial is fsynced to the log). For reference, Optuna with 2 processes
-sharing a journal file (RandomSampler, the same space and trainer; clock from the first
-process's optimize() call to the last one's return, imports excluded), as MEASURED.md quotes it.
+sharing a journal file, training the very same configurations with the same seeds
+(hptune's plan, enqueued with `study.enqueue_trial`; RandomSampler(seed) behind it), timed
+the same way: end to end from starting the two processes to the last one's exit (imports
+included, as for the hptune command), steady from the first to the last finished trial.
 
 Output: one JSON line per measurement on stdout, a summary on stderr.
 Run from the repository root (about 3 minutes on a 2-core machine):
@@ -76,11 +78,14 @@ except ImportError:  # optuna < 4
     from optuna.storages import JournalFileStorage as JournalFileBackend
 from hptune.training.data import DataConfig, load_dataset
 from hptune.training.trainer import train_trial
+from hptune.sampling import training_seed
 
 torch.set_num_threads(1)
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 data = load_dataset(DataConfig(dataset="digits", val_fraction=0.2), seed=0)
 train_trial({"epochs": 1}, data, seed=0)  # the process's one-off torch costs, as hptune's warm-up pays them
+search_seed = int(sys.argv[3])
+finished = []
 
 def objective(trial):
     params = {"learning_rate": trial.suggest_float("learning_rate", 1e-4, 1.0, log=True),
@@ -88,14 +93,15 @@ def objective(trial):
               "hidden_units": trial.suggest_int("hidden_units", 50, 100),
               "layers": trial.suggest_categorical("layers", [2, 3, 4]),
               "batch_size": trial.suggest_categorical("batch_size", [32, 64, 128]), "epochs": 10}
-    out = train_trial(params, data, seed=trial.number)
+    out = train_trial(params, data, seed=training_seed(search_seed, trial.number))
+    finished.append(time.time())
     return out["metrics"]["val_accuracy"]
 
 storage = JournalStorage(JournalFileBackend(sys.argv[1]))
-study = optuna.load_study(study_name="bench", storage=storage, sampler=optuna.samplers.RandomSampler())
-start = time.time()
+study = optuna.load_study(study_name="bench", storage=storage,
+                          sampler=optuna.samplers.RandomSampler(seed=search_seed))
 study.optimize(objective, n_trials=int(sys.argv[2]))
-print(json.dumps({"start": start, "end": time.time()}))
+print(json.dumps({"finished": finished}))
 '''
 
 
@@ -141,27 +147,43 @@ def run_trial_phase(jobs: int, trials: int) -> dict[str, Any]:
 
 
 def run_optuna(trials: int, work: Path) -> dict[str, Any]:
+    """Optuna, 2 processes on a journal file, the same configurations and seeds as hptune's plan."""
+    import math
+
     import optuna
     from optuna.storages import JournalStorage
+
+    from hptune.config import load_config, with_overrides
+    from hptune.search import plan_trials
 
     try:
         from optuna.storages.journal import JournalFileBackend
     except ImportError:  # optuna < 4
         from optuna.storages import JournalFileStorage as JournalFileBackend
+    config = with_overrides(load_config(CONFIG), trials=trials)
     path = str(Path(tempfile.mkdtemp(dir=work)) / "journal.log")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    optuna.create_study(study_name="bench", storage=JournalStorage(JournalFileBackend(path)), direction="maximize")
-    procs = [subprocess.Popen([sys.executable, "-c", OPTUNA_CHILD, path, str(trials // 2 + k * (trials % 2))],
+    study = optuna.create_study(study_name="bench", storage=JournalStorage(JournalFileBackend(path)),
+                                direction="maximize")
+    for p in plan_trials(config):  # trial number t gets hptune's trial t: same parameters, same seed
+        study.enqueue_trial({"learning_rate": p["learning_rate"], "one_minus_beta1": 1.0 - p["beta1"],
+                             "hidden_units": p["hidden_units"], "layers": p["layers"], "batch_size": p["batch_size"]})
+    start = time.time()
+    procs = [subprocess.Popen([sys.executable, "-c", OPTUNA_CHILD, path, str(trials // 2 + k * (trials % 2)),
+                               str(config.seed)],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env())
              for k in range(2)]
-    outs = []
+    finished: list[float] = []
     for p in procs:
         out, err = p.communicate(timeout=600)
         if p.returncode != 0:
             raise RuntimeError(f"optuna worker failed:\n{err[-3000:]}")
-        outs.append(json.loads(out.strip().splitlines()[-1]))
-    wall = max(o["end"] for o in outs) - min(o["start"] for o in outs)
-    return {"wall_s": wall, "trials_per_min": 60 * trials / wall}
+        finished += json.loads(out.strip().splitlines()[-1])["finished"]
+    wall = time.time() - start
+    finished.sort()
+    steady = 60 * (trials - 1) / (finished[-1] - finished[0]) if len(finished) > 1 else math.nan
+    return {"wall_s": wall, "trials_per_min": 60 * trials / wall, "steady_per_min": steady,
+            "first_trial_s": finished[0] - start}
 
 
 def main() -> None:
@@ -210,8 +232,11 @@ def main() -> None:
              f"time from the command to the first finished trial (--jobs 2): {first:.2f} s"]
     if "throughput_optuna_journal" in res:
         opt = statistics.median(m["trials_per_min"] for m in res["throughput_optuna_journal"])
+        opt_steady = statistics.median(m["steady_per_min"] for m in res["throughput_optuna_journal"])
         summary["optuna_journal_2proc_per_min"] = opt
-        lines.append(f"optuna, 2 processes, journal file: {opt:.0f} trials/min (imports excluded)")
+        summary["optuna_journal_2proc_steady_per_min"] = opt_steady
+        lines.append(f"optuna, 2 processes, journal file, the same trials: {opt:.0f} trials/min end to end, "
+                     f"{opt_steady:.0f} steady")
     print(json.dumps({"summary": summary}), flush=True)
     print("\n".join(lines), file=sys.stderr)
 

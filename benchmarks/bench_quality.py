@@ -128,7 +128,7 @@ def _split(n: int, rounds: int) -> int:
 def hptune_train(method: str, seed: int, n: int, opts: dict[str, Any], runs_dir: str) -> list[float]:
     rounds = HPTUNE_ROUNDS[method]
     raw = {
-        "name": f"{method}-s{seed}", "seed": seed, "data": opts["data"],
+        "name": f"{method}-s{seed}", "seed": seed, "data": {**opts["data"], "seed": seed},  # the data Optuna gets
         "objective": {"metric": "val_accuracy", "goal": "maximize"},
         "search": {"trials": _split(n, rounds), "rounds": rounds, "jobs": 1, "threads": 1},
         "space": {**TRAIN_SPACE, "epochs": opts["epochs"]},

@@ -175,3 +175,15 @@ def test_ctrl_c_stops_keeps_finished_trials_says_how_to_resume_and_exits_130(tmp
     assert resumed.returncode == 0, resumed.stderr
     after = trial_events(run_dir)
     assert after[: len(kept)] == kept and sorted(t["trial"] for t in after) == list(range(40))
+
+
+@pytest.mark.slow
+def test_killed_at_random_moments_again_and_again_no_trial_is_lost_duplicated_or_changed(tmp_path):
+    """A short run of benchmarks/bench_faults.py (the full one kills a search 40 times)."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_faults.py"
+    out = subprocess.run([sys.executable, str(script), "--kills", "5", "--trials", "40", "--sleep", "0.03",
+                          "--max-delay", "1.5", "--seed", "3"], capture_output=True, text=True, timeout=600,
+                         cwd=tmp_path)
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert out.returncode == 0 and summary["ok"], (summary, out.stderr[-2000:])
+    assert summary["kills"] >= 1 and summary["final_trials"] == 120
