@@ -408,6 +408,10 @@ def report(run_dirs: tuple[Path, ...], runs_dir: Path, top: int, fmt: str, files
             click.echo("", err=not human)
             click.echo(text.run_headline(run, frame), err=not human)
             click.echo(text.influence_text(estimate), nl=False, err=not human)
+            halving = text.halving_text(run)
+            if halving:
+                click.echo("", err=not human)
+                click.echo(halving, nl=False, err=not human)
             if files:
                 _report_files(run, files_mod)
             return

@@ -87,6 +87,8 @@ class TrialResult:
     curve: list[dict[str, Any]] | None = None
     epochs: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # threads, pid, group, time: facts, not outcome
+    # the training state (a checkpoint's bytes) on its way to the run folder; never in the log
+    state: bytes | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def failed(cls, spec: TrialSpec, error: str, duration_s: float = 0.0, **extra: Any) -> "TrialResult":
@@ -95,6 +97,9 @@ class TrialResult:
 
     def with_extra(self, **extra: Any) -> "TrialResult":
         return replace(self, extra={**self.extra, **extra})
+
+    def as_status(self, status: Status) -> "TrialResult":
+        return replace(self, status=status)
 
     def value(self, metric: str) -> float:
         """The metric as a float; NaN when missing."""
@@ -106,8 +111,9 @@ class TrialResult:
         return self.extra.get("time")
 
     # -- the log's form -------------------------------------------------------
-    def to_event(self) -> dict[str, Any]:
-        event: dict[str, Any] = {"event": "trial", "trial": self.trial, "round": self.round,
+    def to_event(self, kind: str = "trial") -> dict[str, Any]:
+        """The log line: kind "trial" (a trial's final result) or "rung" (its result at a halving rung)."""
+        event: dict[str, Any] = {"event": kind, "trial": self.trial, "round": self.round,
                                  "status": self.status.value, "params": self.params, "metrics": self.metrics,
                                  "duration_s": self.duration_s, "seed": self.seed, "error": self.error}
         if self.epochs is not None:

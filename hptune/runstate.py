@@ -46,10 +46,16 @@ class Round:
 
 @dataclass
 class RunState:
-    """Everything a command needs to know about a run, folded from its log."""
+    """Everything a command needs to know about a run, folded from its log.
+
+    rung_results: (round, bracket, rung index) -> {trial: its result at that rung};
+    decisions: (round, bracket, rung index) -> (promoted, pruned) trial numbers.
+    """
 
     rounds: list[Round] = field(default_factory=list)
     results: dict[int, TrialResult] = field(default_factory=dict)
+    rung_results: dict[tuple[int, int, int], dict[int, TrialResult]] = field(default_factory=dict)
+    decisions: dict[tuple[int, int, int], tuple[list[int], list[int]]] = field(default_factory=dict)
     lines: int = 0
     log_bytes: int = 0  # how much of the log this state holds (derived files are stamped with it)
     _wall_closed: float = 0.0
@@ -99,6 +105,18 @@ class RunState:
             self._tick(event.get("time"), start=True)
         elif kind == "resume":
             self._tick(event.get("time"), start=True)
+        elif kind == "rung":
+            result = TrialResult.from_event(event)
+            key = (result.round, _int_field(event, "bracket", 0), _int_field(event, "rung"))
+            self.rung_results.setdefault(key, {})[result.trial] = result
+            self._tick(event.get("time"), start=False)
+        elif kind == "promotion":
+            key = (_int_field(event, "round"), _int_field(event, "bracket", 0), _int_field(event, "rung"))
+            promoted, pruned = event.get("promoted"), event.get("pruned")
+            if not (isinstance(promoted, list) and isinstance(pruned, list)
+                    and all(_is_int(t) for t in promoted + pruned)):
+                raise LogFormatError(f"a promotion event needs lists of trial numbers; got {short_repr(event)}")
+            self.decisions[key] = (list(promoted), list(pruned))
         elif not isinstance(kind, str):
             raise LogFormatError(f"an event needs an \"event\" name; got {short_repr(event)}")
         # other events (notes) carry nothing the state needs
@@ -164,6 +182,13 @@ class RunState:
             self._segment = (t, None)
         elif self._segment is not None:
             self._segment = (self._segment[0], t)
+
+
+def _int_field(event: dict[str, Any], key: str, default: int | None = None) -> int:
+    value = event.get(key, default)
+    if not _is_int(value) or value < 0:
+        raise LogFormatError(f"a {event.get('event')} event needs an integer {key} >= 0; got {short_repr(value)}")
+    return value
 
 
 def _read_round(event: dict[str, Any]) -> Round:

@@ -23,6 +23,9 @@ from .refine import Zoom, edge_notes, zoom_header
 from .runstate import Round, Run, RunState, load_run_config
 from .space import space_from_yaml
 from .store import RunStore, now_iso
+from .records import TrialResult
+from .objectives.base import Resume
+from .strategies.halving import Step, brackets_of, next_steps, promote
 from .strategies.random_zoom import RoundPlan, draw, next_round, zoom_round
 
 ProgressFn = Callable[[str, dict[str, Any]], None]
@@ -177,6 +180,7 @@ class _Driver:
     def __init__(self, run: Run, objective: Objective, progress: ProgressFn | None) -> None:
         self.run, self.objective, self.progress = run, objective, progress
         self.store, self.config, self.state = run.store, run.config, run.state
+        self.checkpoints = Checkpoints(run.store.path)
 
     def append(self, events: list[dict[str, Any]]) -> None:
         """On disk first (one write and fsync), then in the state. A failed write is a StorageError
@@ -228,8 +232,33 @@ class _Driver:
         return self._finish(report)
 
     def _execute(self, rnd: Round, executor: Any) -> None:
-        owed = self.state.owed(rnd)
-        tasks = self.objective.groups(owed)
+        """Run the round's owed trials: all to their full budget, or rung by rung when the round halves."""
+        if brackets_of(rnd.meta) is None:
+            self._run(rnd, executor, self.objective.groups(self.state.owed(rnd)), lambda r: [r.to_event()])
+            return
+        specs = {s.trial: s for s in rnd.specs}
+        while True:
+            steps = next_steps(self.state, rnd)
+            if not steps:
+                break
+            decisions = [s for s in steps if s.decide]
+            if decisions:
+                self._decide(rnd, decisions)
+                continue
+            tasks, step_of = [], {}
+            for step in steps:
+                chosen = [specs[t] for t in step.trials]
+                resume = None if step.from_epochs is None else [self._resume(rnd, step, t) for t in step.trials]
+                tasks += self.objective.groups(chosen, budget=step.epochs, resume=resume, keep_state=not step.final)
+                step_of.update({t: step for t in step.trials})
+            self._run(rnd, executor, tasks, lambda r: self._rung_events(rnd, step_of[r.trial], r))
+        self.checkpoints.remove_round(rnd.specs)
+
+    def _run(self, rnd: Round, executor: Any, tasks: list[Any], events_of: Callable[[TrialResult], list[dict]]) -> None:
+        """Run tasks; each batch of results goes to the log (one write and fsync) before it is reported.
+
+        events_of: the log lines of one result (a trial's final line, or its line at a rung).
+        """
         total = len(rnd.specs)
         metric, goal = self.config.objective.metric, self.config.objective.goal
         done_before = self.state.round_results(rnd.number)
@@ -242,9 +271,13 @@ class _Driver:
             for batch in results:
                 stamp = now_iso()
                 batch = [r.with_extra(time=stamp) for r in batch]
-                # on disk (one write and fsync for results that arrived together) before reported
-                self.append([r.to_event() for r in batch])
-                for r in batch:
+                events = [e for r in batch for e in events_of(r)]
+                self.append(events)  # on disk before reported
+                self.checkpoints.drop_replaced(events)
+                for event in events:
+                    if event["event"] != "trial":
+                        continue
+                    r = self.state.results[event["trial"]]
                     done += 1
                     if r.status in (Status.FAILED, Status.DIVERGED):
                         failures += 1
@@ -263,6 +296,54 @@ class _Driver:
             close = getattr(results, "close", None)
             if close:
                 close()
+
+    # -- successive halving ---------------------------------------------------------
+
+    def _rung_events(self, rnd: Round, step: Step, r: TrialResult) -> list[dict[str, Any]]:
+        """A result at a rung: a rung line (its checkpoint written first), or the trial's final line
+        (the last rung, or a trial that failed or diverged on the way)."""
+        if step.rung > 0:  # a trial's time is all its rungs' time
+            prev = self.state.rung_results[(rnd.number, step.bracket, step.rung - 1)].get(r.trial)
+            if prev is not None:
+                r = replace(r, duration_s=round(prev.duration_s + r.duration_s, 6))
+        if step.final or r.status != Status.OK:
+            return [r.to_event()]
+        extra: dict[str, Any] = {"bracket": step.bracket, "rung": step.rung}
+        if r.state is not None:
+            try:
+                extra["checkpoint"] = self.checkpoints.save(r.trial, r.epochs or step.epochs, r.state)
+            except OSError as err:
+                raise self._storage_error(err, self.checkpoints.folder) from None
+        return [r.with_extra(**extra).to_event("rung")]
+
+    def _resume(self, rnd: Round, step: Step, trial: int) -> Resume:
+        """Where a promoted trial continues: its result at the rung before, and its checkpoint when it has one."""
+        prev = self.state.rung_results[(rnd.number, step.bracket, step.rung - 1)][trial]
+        state = self.checkpoints.load(prev.extra.get("checkpoint"))
+        return Resume(epoch=prev.epochs or step.from_epochs or 0, curve=tuple(prev.curve or ()), state=state)
+
+    def _decide(self, rnd: Round, steps: list[Step]) -> None:
+        """Promote the best of each finished rung; the others end `pruned` at that rung, all in one write."""
+        metric, goal = self.config.objective.metric, self.config.objective.goal
+        events: list[dict[str, Any]] = []
+        stamp = now_iso()
+        pruned_all = []
+        for step in steps:
+            here = self.state.rung_results.get((rnd.number, step.bracket, step.rung), {})
+            promoted, pruned = promote([here[t] for t in step.trials if t in here], step.keep, metric, goal)
+            events.append({"event": "promotion", "round": rnd.number, "bracket": step.bracket, "rung": step.rung,
+                           "epochs": step.epochs, "promoted": promoted, "pruned": pruned, "time": stamp})
+            for t in pruned:
+                events.append(here[t].as_status(Status.PRUNED).with_extra(time=stamp).to_event())
+            pruned_all += [here[t] for t in pruned]
+            if self.progress:
+                self.progress("note", {"text": f"round {rnd.number}, rung {step.rung + 1} ({plural(step.epochs, 'epoch')}"
+                                               + (f", bracket {step.bracket + 1}" if step.bracket else "")
+                                               + f"): {len(promoted)} of {len(step.trials)} go on, "
+                                                 f"{len(pruned)} pruned"})
+        self.append(events)
+        for r in pruned_all:
+            self.checkpoints.remove(r.extra.get("checkpoint"))
 
     def _saved(self, rnd: Round) -> int:
         """The round's trials on disk now (read again: an interruption may fall between a write and its count)."""
@@ -338,3 +419,64 @@ def _zoom(run: Run, rnd: Round, *, top: int | None, margin: float) -> Zoom:
         return zoom_round(run.state, rnd, run.config, top=top, margin=margin)
     except RunError as err:
         raise RunError(f"{run.path}: {err}") from None
+
+
+def plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+class Checkpoints:
+    """Training states between two rungs: `checkpoints/<trial>-e<epochs>.pt` in the run folder.
+
+    Written (atomically) before the rung line that names it; a trial's checkpoint is
+    removed once its next result is logged, a pruned trial's at the decision, and a
+    round's leftovers when the round ends. Files hold tensors only (`torch.save`),
+    written and read as bytes here: the main process never needs torch for them.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.folder = run_dir / "checkpoints"
+
+    def save(self, trial: int, epochs: int, state: bytes) -> str:
+        from .store import write_bytes_atomic
+
+        self.folder.mkdir(exist_ok=True)
+        name = f"checkpoints/{trial}-e{epochs}.pt"
+        write_bytes_atomic(self.run_dir / name, state)
+        return name
+
+    def load(self, name: Any) -> bytes | None:
+        if not isinstance(name, str):
+            return None
+        try:
+            return (self.run_dir / name).read_bytes()
+        except OSError:
+            return None  # gone (or never written): the trial starts again from scratch
+
+    def remove(self, name: Any) -> None:
+        if isinstance(name, str):
+            try:
+                (self.run_dir / name).unlink()
+            except OSError:
+                pass
+
+    def drop_replaced(self, events: list[dict[str, Any]]) -> None:
+        """Once a trial's newer line is logged, its older checkpoints are no longer needed."""
+        for e in events:
+            if e["event"] in ("rung", "trial") and self.folder.exists():
+                keep = e.get("checkpoint")
+                for path in self.folder.glob(f"{e['trial']}-e*.pt"):
+                    if f"checkpoints/{path.name}" != keep:
+                        self.remove(f"checkpoints/{path.name}")
+
+    def remove_round(self, specs: list[Any]) -> None:
+        if not self.folder.exists():
+            return
+        for spec in specs:
+            for path in self.folder.glob(f"{spec.trial}-e*.pt"):
+                self.remove(f"checkpoints/{path.name}")
+        try:
+            self.folder.rmdir()
+        except OSError:
+            pass  # other rounds' checkpoints are still there

@@ -311,10 +311,15 @@ def clean_json(value: Any) -> Any:
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Write to a temp file beside `path`, fsync, rename over it. On any failure the temp file is removed."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """`write_text_atomic` for bytes."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

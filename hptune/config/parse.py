@@ -25,7 +25,7 @@ from ..records import short_repr
 from ..space import SCALES, Choice, Fixed, Param, Range, Space
 from ..training.params import DEFAULT_FAMILY, FAMILIES, ParamDomain
 from .lint import lint_space
-from .schema import BUILTIN_METRICS, Config, DataConfig, ObjectiveConfig, SearchConfig
+from .schema import BUILTIN_METRICS, Config, DataConfig, HalvingConfig, ObjectiveConfig, SearchConfig
 from .source import line_of, parse_yaml, read_text
 
 GOALS = ("maximize", "minimize")
@@ -35,7 +35,8 @@ DEVICES_HINT = "cpu, cuda or cuda:N"
 TOP_KEYS = ("name", "seed", "device", "model", "data", "objective", "search", "space")
 DATA_KEYS = (*DataConfig.__dataclass_fields__, "seed")
 OBJECTIVE_KEYS = ("metric", "goal", "function", "path")
-SEARCH_KEYS = ("trials", "jobs", "threads", "rounds", "top", "margin", "backend", "address", "timeout")
+SEARCH_KEYS = ("trials", "jobs", "threads", "rounds", "top", "margin", "backend", "address", "timeout", "halving")
+HALVING_KEYS = ("min_epochs", "factor", "max_epochs", "brackets")
 RANGE_KEYS = ("low", "high", "scale", "integer")
 NAME_MAX = 128
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -102,6 +103,7 @@ def parse_config(raw: Any, *, source: str = "config", base_dir: Path | str = "."
     if "space" not in raw:
         raise v.fail("space", "is missing: give the parameters to tune, e.g. `learning_rate: {low: 1.0e-4, high: 1.0, scale: log}`.")
     space = _space(v, raw["space"], family=model if objective.kind == "builtin" else None)
+    _check_halving(v, search, space, objective.kind == "builtin", model)
     warnings = tuple(lint_space(space, source))
     return Config(name=name, seed=seed, space=space, data=data, objective=objective, search=search,
                   device=device, model=model, data_seed=data_seed, source=source, base_dir=str(base_dir),
@@ -202,9 +204,64 @@ def _search(v: "_Validator", raw: Any) -> SearchConfig:
         address=address,
         threads=v.integer(raw.get("threads", d.threads), "search.threads", low=1),
         timeout_s=None if timeout is None else v.number(timeout, "search.timeout", low=0.0, open_low=True),
+        halving=_halving(v, raw.get("halving")),
     )
     _check_rounds(v, "search.rounds", out)
     return out
+
+
+def _halving(v: "_Validator", raw: Any) -> HalvingConfig | None:
+    if raw is None or raw is False:
+        return None
+    if raw is True:
+        return HalvingConfig()
+    raw = v.mapping(raw, "search.halving")
+    v.keys(raw, HALVING_KEYS, "search.halving")
+    d = HalvingConfig()
+    max_epochs = raw.get("max_epochs")
+    return HalvingConfig(
+        min_epochs=v.integer(raw.get("min_epochs", d.min_epochs), "search.halving.min_epochs", low=1),
+        factor=v.integer(raw.get("factor", d.factor), "search.halving.factor", low=2),
+        max_epochs=None if max_epochs is None else v.integer(max_epochs, "search.halving.max_epochs", low=1),
+        brackets=v.integer(raw.get("brackets", d.brackets), "search.halving.brackets", low=1),
+    )
+
+
+def _check_halving(v: "_Validator", config_search: SearchConfig, space: Space, builtin: bool, family: str) -> None:
+    """One budget per round: the built-in trainer's fixed `epochs`, or halving.max_epochs (or a fixed
+    `epochs`) for your own objective; and, over several rounds, enough trials reaching it to zoom on."""
+    from ..refine import MIN_FINISHED
+    from ..strategies.halving import expected_finishers
+
+    h = config_search.halving
+    if h is None:
+        return
+    epochs = space["epochs"] if "epochs" in space else None
+    if builtin:
+        if h.max_epochs is not None:
+            raise v.fail("search.halving.max_epochs", "the built-in trainer's budget is its `epochs` parameter; "
+                                                      "remove max_epochs and set epochs in the space.")
+        if epochs is not None and not isinstance(epochs, Fixed):
+            raise v.fail("space.epochs", "successive halving compares trials at the same epochs, so epochs must be one "
+                                         "fixed value (e.g. `epochs: 27`), not a range or a list.")
+        budget = epochs.value if isinstance(epochs, Fixed) else FAMILIES[family]["epochs"].default
+    else:
+        if h.max_epochs is not None:
+            budget = h.max_epochs
+        elif isinstance(epochs, Fixed) and isinstance(epochs.value, int) and not isinstance(epochs.value, bool):
+            budget = epochs.value
+        else:
+            raise v.fail("search.halving", "needs the full budget of a trial: set max_epochs (the number of "
+                                           "per-epoch results a trial yields), or a fixed `epochs` in the space.")
+    if h.min_epochs >= budget:
+        raise v.fail("search.halving.min_epochs", f"must be below the full budget ({budget} epochs) so that there is "
+                                                  f"something to stop early; got {h.min_epochs}.")
+    if config_search.rounds > 1:
+        finishing = expected_finishers(config_search.trials, h, budget)
+        if finishing < MIN_FINISHED:
+            raise v.fail("search.halving", f"with {config_search.trials} trials a round and factor {h.factor}, only "
+                                           f"{finishing} trial(s) would reach the full budget, and coarse to fine needs "
+                                           f"{MIN_FINISHED} to zoom on. Raise search.trials or lower the factor.")
 
 
 def _check_rounds(v: "_Validator", key: str, search: SearchConfig) -> None:

@@ -12,7 +12,8 @@ from ..space import Space
 from ..training.dataspec import BUILTIN_DATASETS, DataConfig
 from ..training.params import BUILTIN_METRICS
 
-__all__ = ["BUILTIN_DATASETS", "BUILTIN_METRICS", "Config", "DataConfig", "ObjectiveConfig", "SearchConfig"]
+__all__ = ["BUILTIN_DATASETS", "BUILTIN_METRICS", "Config", "DataConfig", "HalvingConfig", "ObjectiveConfig",
+           "SearchConfig"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,23 @@ class ObjectiveConfig:
     def kind(self) -> str:
         """"builtin" or "function": which objective runs the trials."""
         return "builtin" if self.function is None else "function"
+
+
+@dataclass(frozen=True)
+class HalvingConfig:
+    """min_epochs >= 1: the first rung; factor >= 2: keep 1/factor at each rung; max_epochs: the full
+    budget when trials have no `epochs` of their own (None: each trial's `epochs`); brackets >= 1."""
+
+    min_epochs: int = 1
+    factor: int = 3
+    max_epochs: int | None = None
+    brackets: int = 1
+
+    def to_yaml(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"min_epochs": self.min_epochs, "factor": self.factor, "brackets": self.brackets}
+        if self.max_epochs is not None:
+            out["max_epochs"] = self.max_epochs
+        return out
 
 
 @dataclass(frozen=True)
@@ -48,6 +66,7 @@ class SearchConfig:
     address: str | None = None
     threads: int = 1
     timeout_s: float | None = None
+    halving: HalvingConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +107,8 @@ class Config:
         search = {k: v for k, v in vars(self.search).items() if v is not None}
         if "timeout_s" in search:
             search["timeout"] = search.pop("timeout_s")
+        if self.search.halving is not None:
+            search["halving"] = self.search.halving.to_yaml()
         out: dict[str, Any] = {
             "name": self.name,
             "seed": self.seed,

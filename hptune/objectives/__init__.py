@@ -23,5 +23,7 @@ def objective_for(config: "Config") -> Objective:
                                 family=config.model)
     from .function import FunctionObjective
 
+    halving = config.search.halving
     return FunctionObjective(function=config.objective.function or "", base_dir=config.function_dir,
-                             metric=config.objective.metric, source=config.source)
+                             metric=config.objective.metric, source=config.source,
+                             max_epochs=None if halving is None else halving.max_epochs, stepwise=halving is not None)

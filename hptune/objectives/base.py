@@ -23,18 +23,40 @@ from ..records import TrialResult, TrialSpec
 
 
 @dataclass(frozen=True)
+class Resume:
+    """Where a trial continues from: the epochs it trained, its curve so far and, for objectives that
+    can continue, its training state (a checkpoint's bytes); None makes the objective start again."""
+
+    epoch: int
+    curve: tuple[dict[str, Any], ...] = ()
+    state: bytes | None = None
+
+
+@dataclass(frozen=True)
 class Task:
-    """One unit of work for one worker: 1..K trials run together (a stacked group), in trial order."""
+    """One unit of work for one worker: 1..K trials run together (a stacked group), in trial order.
+
+    budget: train up to this many epochs (None: each trial's full budget); resume: per trial,
+    where it continues from (None: from the start); keep_state: return each trial's training
+    state in its result (it goes on to a later rung).
+    """
 
     trials: tuple[TrialSpec, ...]
+    budget: int | None = None
+    resume: tuple[Resume | None, ...] | None = None
+    keep_state: bool = False
 
     @property
     def numbers(self) -> tuple[int, ...]:
         return tuple(t.trial for t in self.trials)
 
+    def resume_of(self, i: int) -> Resume | None:
+        return self.resume[i] if self.resume else None
+
     def split(self) -> list["Task"]:
-        """One task per trial (to retry a group whose worker died)."""
-        return [Task((t,)) for t in self.trials]
+        """One task per trial (to retry a group whose worker died), each keeping its budget and resume point."""
+        return [Task((t,), self.budget, (self.resume_of(i),) if self.resume else None, self.keep_state)
+                for i, t in enumerate(self.trials)]
 
 
 class Objective(Protocol):
@@ -47,13 +69,19 @@ class Objective(Protocol):
 
     def preflight(self) -> None: ...
 
-    def groups(self, specs: Sequence[TrialSpec]) -> list[Task]: ...
+    def groups(self, specs: Sequence[TrialSpec], *, budget: int | None = None,
+               resume: Sequence[Resume | None] | None = None, keep_state: bool = False) -> list[Task]: ...
+
+    def budget(self, spec: TrialSpec) -> int | None:
+        """A trial's full budget in epochs (or reports), for successive halving; None when unknown."""
+        ...
 
     def run(self, task: Task) -> list[TrialResult]: ...
 
 
-def one_per_task(specs: Sequence[TrialSpec]) -> list[Task]:
-    return [Task((s,)) for s in specs]
+def one_per_task(specs: Sequence[TrialSpec], *, budget: int | None = None,
+                 resume: Sequence[Resume | None] | None = None, keep_state: bool = False) -> list[Task]:
+    return [Task((s,), budget, (resume[i],) if resume else None, keep_state) for i, s in enumerate(specs)]
 
 
 def to_plain(value: Any, where: str) -> Any:

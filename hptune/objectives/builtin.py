@@ -14,7 +14,7 @@ from typing import Any
 from ..config.schema import BUILTIN_METRICS, DataConfig
 from ..errors import UserError
 from ..records import Status, TrialResult, TrialSpec
-from .base import Task, error_text, one_per_task
+from .base import Resume, Task, error_text, one_per_task
 
 _WARMED: set[str] = set()
 
@@ -51,27 +51,48 @@ class BuiltinObjective:
 
         return load_dataset_cached(self.data, seed=self.data_seed, base_dir=self.base_dir, source=self.source)
 
-    def groups(self, specs: Sequence[TrialSpec]) -> list[Task]:
-        return one_per_task(specs)
+    def groups(self, specs: Sequence[TrialSpec], *, budget: int | None = None,
+               resume: Sequence[Resume | None] | None = None, keep_state: bool = False) -> list[Task]:
+        return one_per_task(specs, budget=budget, resume=resume, keep_state=keep_state)
+
+    def budget(self, spec: TrialSpec) -> int | None:
+        from ..training.params import defaults
+
+        return int(spec.params.get("epochs", defaults(self.family)["epochs"]))
 
     def run(self, task: Task) -> list[TrialResult]:
         data = self.dataset()
         self._warm_up(data)
         out = []
-        for spec in task.trials:
+        for i, spec in enumerate(task.trials):
             start = time.perf_counter()
             try:
-                from ..training.trainer import train_trial
-
-                r = train_trial(spec.params, data, seed=spec.seed, device=self.device, family=self.family)
+                out.append(self._one(spec, data, task, task.resume_of(i), start))
             except Exception as err:  # a trial's failure is a record, never a crashed search
                 out.append(TrialResult.failed(spec, error_text(err), time.perf_counter() - start))
-                continue
-            out.append(TrialResult(trial=spec.trial, round=spec.round, status=Status(r["status"]), params=spec.params,
-                                   metrics=r["metrics"], seed=spec.seed,
-                                   duration_s=round(time.perf_counter() - start, 6), curve=r["curve"],
-                                   epochs=r["epochs"]))
         return out
+
+    def _one(self, spec: TrialSpec, data: Any, task: Task, resume: Resume | None, start: float) -> TrialResult:
+        import io
+
+        import torch
+
+        from ..training.trainer import Trainer
+
+        trainer = Trainer(spec.params, data, seed=spec.seed, device=self.device, family=self.family)
+        if resume is not None and resume.state is not None:
+            trainer.load_state_dict(torch.load(io.BytesIO(resume.state), weights_only=True))
+            trainer.curve = [dict(p) for p in resume.curve]
+        trainer.train(until_epoch=task.budget)
+        r = trainer.result()
+        state = None
+        if task.keep_state and not trainer.diverged:
+            buffer = io.BytesIO()
+            torch.save(trainer.state_dict(), buffer)
+            state = buffer.getvalue()
+        return TrialResult(trial=spec.trial, round=spec.round, status=Status(r["status"]), params=spec.params,
+                           metrics=r["metrics"], seed=spec.seed, duration_s=round(time.perf_counter() - start, 6),
+                           curve=r["curve"], epochs=r["epochs"], state=state)
 
     def _warm_up(self, data: Any) -> None:
         """Pay a process's one-off costs before its first timed trial.

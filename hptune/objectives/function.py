@@ -6,6 +6,14 @@ keyword, the trial's seed. It returns a dict of metrics (or one number, named
 "failed") are optional. Anything it raises, `sys.exit` included, fails that
 trial only; a result the log cannot hold (a set, an object) fails it with a
 message naming the key and the type.
+
+A function may instead be a generator that yields a dict of metrics after each
+epoch: the yields are the trial's curve and the last one its result. Successive
+halving needs that form: it stops the generator at a rung (closing it, so its
+`finally` blocks run). A generator cannot be paused across processes, so a
+promoted trial is run again from its start (with the same seed) up to its next
+rung: a deterministic function gives the very same curve, at the price of its
+earlier epochs once more.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from typing import Any, Callable
 
 from ..errors import UserError
 from ..records import Status, TrialResult, TrialSpec
-from .base import Task, error_text, metric_value, one_per_task, to_plain
+from .base import Resume, Task, error_text, metric_value, one_per_task, to_plain
 
 _FUNCTIONS: dict[str, Callable[..., Any]] = {}
 _TAKES_SEED: dict[Any, bool] = {}
@@ -35,6 +43,8 @@ class FunctionObjective:
     base_dir: str
     metric: str
     source: str = "config"
+    max_epochs: int | None = None  # the full budget of a trial for successive halving (search.halving.max_epochs)
+    stepwise: bool = False  # successive halving is on: the function must yield per epoch
 
     @property
     def metric_columns(self) -> tuple[str, ...]:
@@ -49,18 +59,30 @@ class FunctionObjective:
             raise UserError(f"{self.source}: objective.function: cannot import {self.function!r} "
                             f"({type(err).__name__}: {err}). The module must be importable from "
                             f"{self.base_dir} or the Python path, and define the function.") from None
+        fn = load_function(self.function, self.base_dir)
+        if self.stepwise and not inspect.isgeneratorfunction(inspect.unwrap(fn)):
+            raise UserError(f"{self.source}: search.halving: {self.function} must be a generator that yields a dict "
+                            "of metrics after each epoch (`yield {\"score\": ...}`), so that a pruned trial can be "
+                            "stopped; it returns its metrics once. Remove search.halving, or yield per epoch.")
 
-    def groups(self, specs: Sequence[TrialSpec]) -> list[Task]:
-        return one_per_task(specs)
+    def groups(self, specs: Sequence[TrialSpec], *, budget: int | None = None,
+               resume: Sequence[Resume | None] | None = None, keep_state: bool = False) -> list[Task]:
+        return one_per_task(specs, budget=budget, resume=resume, keep_state=keep_state)
+
+    def budget(self, spec: TrialSpec) -> int | None:
+        if self.max_epochs is not None:
+            return self.max_epochs
+        epochs = spec.params.get("epochs")
+        return int(epochs) if isinstance(epochs, int) and not isinstance(epochs, bool) else None
 
     def run(self, task: Task) -> list[TrialResult]:
         fn = load_function(self.function, self.base_dir)
-        return [self._one(fn, spec) for spec in task.trials]
+        return [self._one(fn, spec, task.budget) for spec in task.trials]
 
-    def _one(self, fn: Callable[..., Any], spec: TrialSpec) -> TrialResult:
+    def _one(self, fn: Callable[..., Any], spec: TrialSpec, budget: int | None) -> TrialResult:
         start = time.perf_counter()
         try:
-            out = call_user(fn, spec.params, spec.seed)
+            out = call_user(fn, spec.params, spec.seed, budget=budget)
         except (Exception, SystemExit) as err:  # a trial's failure is a record, never a crashed search
             if isinstance(err, SystemExit):
                 error = f"the objective called sys.exit({err.code!r}); a trial must return its metrics (or raise)"
@@ -99,9 +121,10 @@ def _takes_seed(fn: Callable[..., Any]) -> bool:
         return False
 
 
-def call_user(fn: Callable[..., Any], params: dict[str, Any], seed: int) -> dict[str, Any]:
+def call_user(fn: Callable[..., Any], params: dict[str, Any], seed: int, *, budget: int | None = None) -> dict[str, Any]:
     """Call the user's function; {"status", "metrics", "curve"} as plain JSON values.
 
+    budget: for a generator, the yields to take before it is stopped (None: all).
     Raises TypeError or ValueError for a result that is not usable.
     """
     try:
@@ -111,6 +134,43 @@ def call_user(fn: Callable[..., Any], params: dict[str, Any], seed: int) -> dict
     except TypeError:  # an unhashable callable object
         takes_seed = _takes_seed(fn)
     out = fn(dict(params), seed=seed) if takes_seed else fn(dict(params))
+    if inspect.isgenerator(out):
+        return _steps(out, budget)
+    return _result(out)
+
+
+def _steps(gen: Any, budget: int | None) -> dict[str, Any]:
+    """Run a generator trial: each yield a curve point, the last one (or its return value) the result."""
+    curve: list[dict[str, Any]] = []
+    final: Any = None
+    try:
+        while budget is None or len(curve) < budget:
+            try:
+                point = next(gen)
+            except StopIteration as stop:
+                final = stop.value
+                break
+            if isinstance(point, (int, float)) and not isinstance(point, bool):
+                point = {"score": point}
+            if not isinstance(point, dict):
+                raise TypeError(f"a generator objective must yield a dict of metrics per epoch; it yielded "
+                                f"{type(point).__name__}")
+            metrics = {str(k): metric_value(v, str(k)) for k, v in point.items() if k != "epoch"}
+            curve.append({"epoch": len(curve) + 1, **metrics})
+            if any(not math.isfinite(v) for v in metrics.values()):
+                break  # diverged: no point in more epochs
+    finally:
+        gen.close()  # a pruned trial stops here; the user's finally blocks run
+    if final is None:
+        if not curve:
+            raise ValueError("the generator objective yielded nothing")
+        final = {k: v for k, v in curve[-1].items() if k != "epoch"}
+    out = _result(final)
+    out["curve"] = curve
+    return out
+
+
+def _result(out: Any) -> dict[str, Any]:
     if hasattr(out, "item") and getattr(out, "ndim", 1) == 0:
         out = out.item()
     if isinstance(out, (int, float)) and not isinstance(out, bool):

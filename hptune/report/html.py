@@ -31,9 +31,9 @@ import numpy as np
 from ..runstate import Run
 from ..space import Choice, Fixed, Range, Space, choice_key, format_value
 from .tables import best_trial, display_frame, looks_numeric
-from .text import best_params_text, format_duration, round_rows, test_scores
+from .text import best_params_text, format_duration, halving_rows, round_rows, test_scores
 
-REPORT_VERSION = "1"
+REPORT_VERSION = "2"
 TABLE_ROWS = 100
 CURVE_TRIALS = 5
 _VERSION_RE = re.compile(r'<meta name="hptune-report" content="([^"]*)">')
@@ -86,6 +86,7 @@ def render_html(run: Run, frame: Any, estimate: Any, *, rows: int = TABLE_ROWS) 
             "params": _metric_vs_params(space, plain, metric, goal, colors),
             "c2f": _coarse_to_fine(view, plain, estimate, colors),
             "curves": _learning_curves(frame, metric, CURVE_TRIALS) if "curve" in frame.columns else None,
+            "halving": _halving_curves(view, frame, metric) if "curve" in frame.columns else None,
             "choices": _choice_plots(space, plain, metric, goal, colors),
         }
 
@@ -105,7 +106,8 @@ def render_html(run: Run, frame: Any, estimate: Any, *, rows: int = TABLE_ROWS) 
     cards = [
         (f"best {metric}", f"{best[metric]:.4f}" if best else "&ndash;",
          f"trial {best['trial']}, round {best['round']}" if best else "no finished trial"),
-        ("trials", str(len(plain)), " &middot; ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "diverged", "failed"))),
+        ("trials", str(len(plain)), " &middot; ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "pruned", "diverged", "failed")
+                                                      if s != "pruned" or counts.get(s))),
         ("rounds", str(len(view.state.rounds)), "coarse to fine" if len(view.state.rounds) > 1 else "one random round"),
         ("wall time", _e(format_duration(view.state.wall_s)), f"trials&rsquo; own time {_e(format_duration(trial_s))}"),
     ]
@@ -178,6 +180,16 @@ def render_html(run: Run, frame: Any, estimate: Any, *, rows: int = TABLE_ROWS) 
                  "<p class=\"note\">Per epoch; solid: validation, dashed: training.</p>"
                  + _img(figs["curves"], "learning curves of the top trials", "no learning curves were recorded")
                  + "</section>")
+    halving = halving_rows(view)
+    if halving:
+        import pandas as pd
+
+        parts.append('<section id="halving"><h2>Successive halving</h2><p class="note">Every trial trains to the first '
+                     "rung; the best 1/factor of each rung continue from where they stopped, the others end "
+                     "<b>pruned</b> (drawn faintly below, with the rungs as dashed lines).</p>"
+                     + _table(pd.DataFrame(halving), numeric_right=True)
+                     + _img(figs["halving"], "the metric of every trial by epoch, pruned trials faint",
+                            "no learning curves were recorded") + "</section>")
     parts.append(f'<section id="choices"><h2>{_e(metric)} for each value of the choice parameters</h2>'
                  "<p class=\"note\">Box: quartiles and median of the finished trials; points coloured by round; "
                  "n counts finished trials, with the diverged and failed ones in brackets.</p>"
@@ -354,6 +366,47 @@ def _learning_curves(frame: Any, metric: str, k: int) -> bytes | None:
     handles += [Line2D([], [], color="black", linestyle="-", label="validation"),
                 Line2D([], [], color="black", linestyle="--", label="training")]
     _top_legend(fig, handles, ncols=4)
+    return _png(fig)
+
+
+def _halving_curves(run: Run, frame: Any, metric: str) -> bytes | None:
+    """The metric by epoch for every trial of the halving rounds: pruned ones faint, finished ones bold."""
+    from ..strategies.halving import brackets_of
+
+    rungs = sorted({e for rnd in run.state.rounds for b in (brackets_of(rnd.meta) or []) for e in b.rungs})
+    if not rungs:
+        return None
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator
+
+    fig = Figure(figsize=(9, 4.4))
+    ax = fig.subplots()
+    _margins(fig, left=0.8, right=0.2, bottom=0.55, top=0.7)
+    drawn = 0
+    for status, curve in zip(frame["status"], frame["curve"]):
+        if status not in ("ok", "pruned") or not isinstance(curve, list):
+            continue
+        pts = [(p.get("epoch", i + 1), p.get(metric)) for i, p in enumerate(curve)]
+        pts = [(e, v) for e, v in pts if isinstance(v, (int, float)) and math.isfinite(v)]
+        if not pts:
+            continue
+        xs, ys = zip(*pts)
+        if status == "pruned":
+            ax.plot(xs, ys, color=FAILED_COLOR, alpha=0.35, linewidth=0.8, marker="o", markersize=2.5)
+        else:
+            ax.plot(xs, ys, color=BEST_COLOR if drawn == 0 else "#2c7fb8", linewidth=1.8, zorder=3)
+        drawn += 1
+    if not drawn:
+        return None
+    for e in rungs:
+        ax.axvline(e, color="black", linestyle="--", linewidth=0.7, alpha=0.6)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(metric)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _top_legend(fig, [Line2D([], [], color="#2c7fb8", linewidth=2, label="reached the full budget"),
+                      Line2D([], [], color=FAILED_COLOR, alpha=0.5, label="pruned"),
+                      Line2D([], [], color="black", linestyle="--", label="rungs")], ncols=3)
     return _png(fig)
 
 

@@ -67,7 +67,8 @@ def run_influence(run: Run, frame: Any) -> Any:
 def run_headline(run: Run, frame: Any) -> str:
     """One or two lines: counts, rounds, wall time, and the best trial with its parameters."""
     counts = frame["status"].value_counts().to_dict() if not frame.empty else {}
-    parts = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "diverged", "failed"))
+    parts = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "pruned", "diverged", "failed")
+                      if s != "pruned" or counts.get(s))
     text = (f"{run.name}: {len(frame)} trials ({parts}) in {len(run.state.rounds)} round(s), "
             f"wall time {format_duration(run.state.wall_s)}; {run.metric} ({run.goal}).")
     best = best_trial(frame)
@@ -98,6 +99,53 @@ def round_rows(run: Run) -> list[dict[str, str]]:
             row[name] = describe_param(space[name]) if name in space else ""
         rows.append(row)
     return rows
+
+
+def halving_rows(run: Run) -> list[dict[str, str]]:
+    """Successive halving, rung by rung: how many trials trained to it, went on and were pruned, and the
+    metric there (median and best). Empty when no round halves."""
+    import statistics
+
+    from ..records import Status, best
+    from ..strategies.halving import brackets_of
+
+    rows = []
+    for rnd in run.state.rounds:
+        for b in brackets_of(rnd.meta) or []:
+            for i, epochs in enumerate(b.rungs):
+                final = i == len(b.rungs) - 1
+                if final:
+                    here = [r for t, r in run.state.results.items()
+                            if t in b.trials and r.status == Status.OK and r.epochs == epochs]
+                else:
+                    here = list(run.state.rung_results.get((rnd.number, b.index, i), {}).values())
+                if not here:
+                    continue
+                decision = run.state.decisions.get((rnd.number, b.index, i))
+                values = [r.value(run.metric) for r in here if r.value(run.metric) == r.value(run.metric)]
+                leader = best(here, run.metric, run.goal)
+                row = {"round": str(rnd.number), "bracket": str(b.index + 1), "rung": str(i + 1), "epochs": str(epochs),
+                       "trials": str(len(here)),
+                       "went on": "finished" if final else (str(len(decision[0])) if decision else "..."),
+                       "pruned": "" if final or not decision else str(len(decision[1])),
+                       f"median {run.metric}": f"{statistics.median(values):.4f}" if values else "",
+                       f"best {run.metric}": f"{leader.value(run.metric):.4f}" if leader else ""}
+                rows.append(row)
+    if rows and all(r["bracket"] == "1" for r in rows):
+        for r in rows:
+            del r["bracket"]
+    return rows
+
+
+def halving_text(run: Run) -> str:
+    """The halving table with its caption, or "" when no round halves."""
+    import pandas as pd
+
+    rows = halving_rows(run)
+    if not rows:
+        return ""
+    return ("Successive halving: trials per rung (the best 1/factor of each rung go on; the others end pruned).\n"
+            + render(pd.DataFrame(rows)))
 
 
 def describe_param(p: Param) -> str:
@@ -140,6 +188,11 @@ def results_markdown(run: Run, frame: Any, estimate: Any, *, rows: int = MARKDOW
         import pandas as pd
 
         out += ["## Rounds (coarse to fine)", "", render(pd.DataFrame(rounds), "markdown")]
+    halving = halving_rows(run)
+    if halving:
+        import pandas as pd
+
+        out += ["## Successive halving", "", render(pd.DataFrame(halving), "markdown")]
     shown = display_frame(frame, run.config.space, metric=run.metric, top=rows)
     note = f" (the best {rows} of {len(frame)}; every trial is in results.csv)" if len(frame) > rows else ""
     out += [f"## Trials, best first{note}", "", render(shown, "markdown")]

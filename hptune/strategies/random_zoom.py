@@ -13,6 +13,7 @@ from ..refine import Zoom, zoom
 from ..runstate import Round, RunState
 from ..sampling import sample_trials, training_seed
 from ..space import Space, space_from_yaml
+from .halving import halving_meta
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,14 @@ def next_round(state: RunState, config: Config, *, top: int | None = None, margi
     first = state.next_trial
     numbers = range(first, first + config.search.trials)
     if last is None:
-        return RoundPlan(number=1, space=config.space, specs=draw(config.space, config.seed, numbers, 1),
-                         seed=config.seed)
-    z = zoom_round(state, last, config, top=config.search.top if top is None else top,
-                   margin=config.search.margin if margin is None else margin)
-    number = last.number + 1
-    return RoundPlan(number=number, space=z.space, specs=draw(z.space, config.seed, numbers, number),
-                     seed=config.seed, zoom=z)
+        number, space, z = 1, config.space, None
+    else:
+        z = zoom_round(state, last, config, top=config.search.top if top is None else top,
+                       margin=config.search.margin if margin is None else margin)
+        number, space = last.number + 1, z.space
+    specs = draw(space, config.seed, numbers, number)
+    meta = halving_meta(specs, config) if config.search.halving is not None else {}
+    return RoundPlan(number=number, space=space, specs=specs, seed=config.seed, zoom=z, meta=meta)
 
 
 def zoom_round(state: RunState, rnd: Round, config: Config, *, top: int | None, margin: float) -> Zoom:
