@@ -160,6 +160,7 @@ def _guarded(action: Any, progress: "_Progress | None" = None) -> Any:
     trial, say how to resume and exit 130 (143 for SIGTERM)."""
     import signal
 
+    from .panda import Interrupted as PandaInterrupted
     from .search import Interrupted
 
     terminated = []
@@ -171,10 +172,13 @@ def _guarded(action: Any, progress: "_Progress | None" = None) -> Any:
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
         return action()
-    except (Interrupted, KeyboardInterrupt) as err:
+    except (Interrupted, PandaInterrupted, KeyboardInterrupt) as err:
         if progress:
             progress.close()
-        if isinstance(err, Interrupted):
+        if isinstance(err, PandaInterrupted):
+            click.echo(f"\ninterrupted: {err.branch} is saved up to epoch {err.epoch} in {err.run_dir}. "
+                       f"Resume with: hptune resume {err.run_dir}", err=True)
+        elif isinstance(err, Interrupted):
             click.echo(f"\ninterrupted: {err.done} finished trials of this round are saved in {err.run_dir}. "
                        f"Resume with: hptune resume {err.run_dir}", err=True)
         else:
@@ -352,7 +356,15 @@ def resume(run_dir: Path, jobs: int | None) -> None:
       hptune resume runs/digits
     """
     from . import search as search_mod
+    from .store import RunStore
 
+    if _guarded(lambda: RunStore.open(run_dir).kind) == "panda":
+        from . import panda as panda_mod
+
+        branch = _guarded(lambda: panda_mod.resume(run_dir, progress=_PandaProgress()))
+        if branch:
+            _panda_done(run_dir, branch)
+        return
     progress = _guarded(lambda: _progress_for(run_dir))
     outcome = _guarded(lambda: search_mod.resume(run_dir, jobs=jobs, progress=progress), progress)
     _print_outcome(outcome, 20)
@@ -392,6 +404,20 @@ def report(run_dirs: tuple[Path, ...], runs_dir: Path, top: int, fmt: str, files
     from .runstate import Run
 
     try:
+        if len(run_dirs) == 1 and _kind(run_dirs[0]) == "panda":
+            from .report import panda as panda_report
+
+            click.echo(panda_report.branch_text(run_dirs[0], fmt), nl=False)
+            if files:
+                try:
+                    paths = panda_report.write_panda_report(run_dirs[0])
+                    click.echo(f"report: wrote {', '.join(str(p) for p in paths)}", err=True)
+                except OSError as err:
+                    from .errors import storage_reason
+
+                    click.echo(f"warning: cannot write the report files in {run_dirs[0]} ({storage_reason(err)}).",
+                               err=True)
+            return
         if len(run_dirs) == 1:
             run = Run.open(run_dirs[0])
             frame = text.run_frame(run)
@@ -429,6 +455,123 @@ def report(run_dirs: tuple[Path, ...], runs_dir: Path, top: int, fmt: str, files
         _fail(err)
 
 
+class _PandaProgress:
+    """One line per epoch on stderr, with a compact plot of the curve so far where the terminal allows."""
+
+    BARS = "▁▂▃▄▅▆▇█"
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+
+    def __call__(self, kind: str, info: dict[str, Any]) -> None:
+        if kind == "note":
+            click.echo(f"note: {info['text']}", err=True)
+        elif kind == "branch":
+            b = info["branch"]
+            origin = f"from {b.parent}@{b.fork_epoch}" if b.parent else "from scratch"
+            changes = ", ".join(f"{k}={v}" for k, v in b.overrides.items())
+            click.echo(f"{b.name}: {origin}{' with ' + changes if changes else ''}, to epoch {b.target_epoch} "
+                       f"-> {info['run_dir']}", err=True)
+        elif kind == "epoch":
+            p = info["point"]
+            line = (f"{info['branch']} epoch {p['epoch']}/{info['target']}  train_loss {p['train_loss']:.4f}  "
+                    f"val_loss {p['val_loss']:.4f}  val_accuracy {p['val_accuracy']:.4f}")
+            if self.tty:
+                curve = info["curve"]
+                line += (f"  acc {self._spark([c['val_accuracy'] for c in curve])}"
+                         f"  loss {self._spark([c['val_loss'] for c in curve])}")
+            click.echo(line, err=True)
+
+    def _spark(self, values: list[float], width: int = 24) -> str:
+        import math
+
+        values = [v for v in values[-width:] if isinstance(v, (int, float)) and math.isfinite(v)]
+        if not values:
+            return ""
+        lo, hi = min(values), max(values)
+        span = (hi - lo) or 1.0
+        return "".join(self.BARS[min(7, int((v - lo) / span * 7.999))] for v in values)
+
+
+@main.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--set", "sets", multiple=True, metavar="NAME=VALUE",
+              help="A value for this model or branch (repeat for several), e.g. --set learning_rate=3e-4.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs to train (a fork: epochs beyond the fork).")
+@click.option("--trial", type=click.IntRange(min=0), help="Start from this trial of a search run (SOURCE).")
+@click.option("--from", "origin", metavar="BRANCH@EPOCH", help="Fork a branch of a panda run (SOURCE) at an epoch.")
+@click.option("--export", nargs=2, metavar="BRANCH@EPOCH FILE.pt",
+              help="Write a branch's weights at an epoch (a state_dict of tensors) to FILE.pt.")
+@click.option("--name", help="Name of a new panda run (default: the config's name, or RUN-tN).")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
+              show_default=True, help="Folder for a new panda run started from a config.")
+def panda(source: Path, sets: tuple[str, ...], epochs: int | None, trial: int | None, origin: str | None,
+          export: tuple[str, str] | None, name: str | None, runs_dir: Path) -> None:
+    """Babysit one model: train it epoch by epoch, fork it from any epoch with new values.
+
+    SOURCE is a config file (a new model: its fixed values, --set, defaults), a
+    search run with --trial N (that trial, retrained to its end, then continued
+    with --set/--epochs), or a panda run with --from BRANCH@EPOCH (a new branch
+    from that epoch's checkpoint). Every epoch is checkpointed; Ctrl-C keeps
+    them all and `hptune resume` continues the branch. What a fork may change:
+    learning_rate, beta1, beta2, epsilon, weight_decay, lr_decay, bn_momentum,
+    batch_size, epochs, bn_stats; shapes are refused.
+
+    \b
+    Example:
+      hptune panda configs/digits.yaml --set learning_rate=3e-3 --epochs 10
+      hptune panda runs/digits --trial 7 --set learning_rate=3e-4 --epochs 5
+      hptune panda runs/digits-t7 --from b0@8 --set learning_rate=1e-4 --epochs 5
+      hptune panda runs/digits-t7 --export b1@13 model.pt
+    """
+    from . import panda as panda_mod
+
+    progress = _PandaProgress()
+
+    def act() -> None:
+        overrides = panda_mod.parse_sets(sets)
+        if source.is_file() or source.suffix in (".yaml", ".yml"):
+            from .config import load_config, with_overrides
+
+            if trial is not None or origin or export:
+                raise UserError(f"{source} is a config file: --trial, --from and --export take a run folder.")
+            cfg = with_overrides(load_config(source), name=name)
+            path = panda_mod.start(cfg, runs_dir, overrides=overrides, epochs=epochs, progress=progress)
+            _panda_done(path, "b0")
+        elif export:
+            path, build = panda_mod.export(source, export[0], export[1])
+            click.echo(f"wrote {path}: the weights of {export[0]} (a state_dict of tensors). Load them with:\n"
+                       f"  from hptune.training.models import BNMLP\n  model = {build}\n"
+                       f"  model.load_state_dict(torch.load({str(path)!r}, weights_only=True)); model.eval()", err=True)
+        elif origin:
+            branch = panda_mod.fork(source, origin, overrides=overrides, epochs=epochs, progress=progress)
+            _panda_done(source, branch)
+        elif trial is not None:
+            path = panda_mod.from_trial(source, trial, overrides=overrides, epochs=epochs, name=name, progress=progress)
+            _panda_done(path, None)
+        else:
+            raise UserError(f"{source}: give --trial N to start from a trial of a search run, --from BRANCH@EPOCH to "
+                            "fork a panda run, or --export BRANCH@EPOCH FILE.pt.")
+
+    _guarded(act)
+
+
+def _panda_done(run_dir: Path, branch: str | None) -> None:
+    from . import panda as panda_mod
+
+    import math
+
+    _, state, config = panda_mod.load(run_dir)
+    metric, goal = config.objective.metric, config.objective.goal
+    b = state.branches[branch] if branch else list(state.branches.values())[-1]
+    scored = [p for p in b.points if isinstance(p.get(metric), (int, float)) and math.isfinite(p[metric])]
+    if scored:
+        best = (max if goal == "maximize" else min)(scored, key=lambda p: p[metric])
+        click.echo(f"{b.name} at epoch {b.epoch}: {metric} {b.points[-1].get(metric) or float('nan'):.4f} (best "
+                   f"{best[metric]:.4f} at epoch {best['epoch']}). Fork it: hptune panda {run_dir} --from "
+                   f"{b.name}@{best['epoch']} --set learning_rate=... --epochs N", err=True)
+
+
 @main.command()
 @click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
 def repair(run_dir: Path) -> None:
@@ -462,6 +605,12 @@ def repair(run_dir: Path) -> None:
     lines = ", ".join(map(str, done.moved[:20])) + (" ..." if len(done.moved) > 20 else "")
     click.echo(f"repair: moved {len(done.moved)} damaged line(s) of {store.log_path} (line {lines}) into "
                f"{done.damaged_path}; kept {done.kept} lines, {done.trials} trials.", err=True)
+
+
+def _kind(run_dir: Path) -> str:
+    from .store import RunStore
+
+    return RunStore.open(run_dir).kind
 
 
 def _report_files(run: Any, files_mod: Any) -> None:

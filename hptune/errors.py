@@ -24,6 +24,13 @@ class ConfigError(UserError):
         where = f"{where}: {key}" if key else where
         super().__init__(f"{where}: {message}")
 
+    def __reduce__(self) -> tuple:  # errors cross process boundaries (workers, Dask) intact
+        return (_config_error, (self.source, self.key, self.detail, self.line))
+
+
+def _config_error(source: str, key: str, message: str, line: int | None) -> ConfigError:
+    return ConfigError(source, key, message, line=line)
+
 
 class DataError(UserError):
     """A dataset cannot be loaded or split."""

@@ -439,10 +439,14 @@ class Checkpoints:
         self.folder = run_dir / "checkpoints"
 
     def save(self, trial: int, epochs: int, state: bytes) -> str:
+        return self.save_named(f"{trial}-e{epochs}", state)
+
+    def save_named(self, stem: str, state: bytes) -> str:
+        """Write `checkpoints/<stem>.pt` atomically; its name relative to the run folder."""
         from .store import write_bytes_atomic
 
         self.folder.mkdir(exist_ok=True)
-        name = f"checkpoints/{trial}-e{epochs}.pt"
+        name = f"checkpoints/{stem}.pt"
         write_bytes_atomic(self.run_dir / name, state)
         return name
 

@@ -56,10 +56,11 @@ class RunStore:
         self._log: Any = None
         self._lock_fd: int | None = None
         self.bytes_read = 0  # the size of the log as `read_log` last read it
+        self.kind = "search"  # or "panda" (run.json says which)
 
     # -- creation -------------------------------------------------------------
     @classmethod
-    def create(cls, runs_dir: Path | str, name: str) -> "RunStore":
+    def create(cls, runs_dir: Path | str, name: str, *, kind: str = "search") -> "RunStore":
         """Make a new run folder named `name`, or the next free `name-2`, `name-3`, ...
 
         Never reuses an existing folder: mkdir is atomic, so two searches
@@ -81,8 +82,10 @@ class RunStore:
                 raise StorageError(f"{runs_dir}: cannot create a run folder in it ({storage_reason(err)}); "
                                    "choose another place with --runs-dir.") from None
             store = cls(candidate)
+            store.kind = kind
             try:
-                store.write_json("run.json", {"format": FORMAT_VERSION, "name": candidate.name, "created": now_iso()})
+                store.write_json("run.json", {"format": FORMAT_VERSION, "kind": kind, "name": candidate.name,
+                                              "created": now_iso()})
             except OSError as err:
                 store.discard()
                 raise StorageError(f"{candidate}: cannot write the new run folder ({storage_reason(err)}); "
@@ -115,7 +118,9 @@ class RunStore:
         if version not in READABLE_FORMATS:
             raise RunError(f"{meta_path}: run format {version!r}; this hptune reads formats "
                            f"{', '.join(map(str, READABLE_FORMATS))}. A newer hptune wrote it: upgrade hptune.")
-        return cls(path)
+        store = cls(path)
+        store.kind = str(meta.get("kind", "search"))
+        return store
 
     @property
     def name(self) -> str:
