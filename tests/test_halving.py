@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import json
 import signal
 import sys
 from pathlib import Path
@@ -14,14 +13,14 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
 
 from hptune_test_helpers import (  # noqa: E402
-    FIXTURES, count_trials, hptune_process, hptune_run, trial_events, user_config, wait_until)
+    hptune_process, hptune_run, trial_events, user_config, wait_until)
 
 from hptune.config import load_config, parse_config  # noqa: E402
 from hptune.errors import ConfigError, UserError  # noqa: E402
 from hptune.records import Status, TrialResult  # noqa: E402
 from hptune.report import load_run  # noqa: E402
 from hptune.runstate import Run  # noqa: E402
-from hptune.search import resume, search  # noqa: E402
+from hptune.search import search  # noqa: E402
 from hptune.store import RunStore  # noqa: E402
 from hptune.strategies.halving import HalvingConfig, keep_count, plan_brackets, promote, rungs  # noqa: E402
 
