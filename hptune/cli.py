@@ -230,25 +230,33 @@ def main() -> None:
 @click.option("--address", help="Dask scheduler address for --backend dask, e.g. tcp://127.0.0.1:8786.")
 @click.option("--objective", "function", metavar="MODULE:FUNCTION",
               help="Your own training function train(params) -> dict of metrics (objective.function).")
+@click.option("--command", metavar="'CMD {param} ...'",
+              help="A training program to run per trial, with {name} placeholders (objective.command).")
+@click.option("--metric", help="The metric to rank by (objective.metric), as the objective reports it.")
 @click.option("--dry-run", is_flag=True, help="Print the trials that would run, and stop.")
+@click.option("--check-metrics", is_flag=True,
+              help="Run the first trial once (no run folder) and show the metrics read from it, and stop.")
 @click.option("--format", "fmt", type=FORMAT_CHOICE, default="table", show_default=True,
               help="Format of the final table, or of the --dry-run trials (csv and json: full precision).")
 @click.option("--top", type=click.IntRange(min=0), default=20, show_default=True,
               help="Rows of the final table (0 = all).")
 def search(config_file: Path, name: str | None, runs_dir: Path, trials: int | None, jobs: int | None,
            seed: int | None, rounds: int | None, backend: str | None, address: str | None,
-           function: str | None, dry_run: bool, fmt: str, top: int) -> None:
-    """Run a random search described by a YAML config.
+           function: str | None, command: str | None, metric: str | None, dry_run: bool, check_metrics: bool,
+           fmt: str, top: int) -> None:
+    """Run a random search described by a YAML config (or a W&B sweep file).
 
     Trials run in parallel worker processes; each finished trial is written
     to runs/<name>/ at once. A new search never overwrites a run: it takes the
-    next free name.
+    next free name. A Weights & Biases sweep file runs offline, with notes on
+    what hptune does differently.
 
     \b
     Example:
       hptune search configs/digits.yaml --trials 50 --jobs 2
       hptune search configs/digits.yaml --rounds 3
       hptune search configs/digits.yaml --dry-run --format csv
+      hptune search sweep.yaml --check-metrics
     """
     from . import config as config_mod
     from . import search as search_mod
@@ -256,9 +264,15 @@ def search(config_file: Path, name: str | None, runs_dir: Path, trials: int | No
     try:
         cfg = config_mod.load_config(config_file)
         cfg = config_mod.with_overrides(cfg, name=name, trials=trials, jobs=jobs, seed=seed, rounds=rounds,
-                                        backend=backend, address=address, function=function)
+                                        backend=backend, address=address, function=function, command=command,
+                                        metric=metric)
+        for note in cfg.notes:
+            click.echo(f"note: {note}", err=True)
         for warning in cfg.warnings:
             click.echo(f"warning: {warning}", err=True)
+        if check_metrics:
+            _check_metrics(search_mod.check_trial(cfg), cfg)
+            return
         cores = os.cpu_count() or 1
         if cfg.search.backend == "local" and cfg.search.jobs > cores:
             click.echo(f"warning: {cfg.search.jobs} jobs on {cores} cores: workers will share cores "
@@ -272,6 +286,26 @@ def search(config_file: Path, name: str | None, runs_dir: Path, trials: int | No
     progress = _progress_for(cfg)
     outcome = _guarded(lambda: search_mod.search(cfg, runs_dir, progress=progress), progress)
     _print_outcome(outcome, top, fmt)
+
+
+def _check_metrics(result: Any, cfg: Any) -> None:
+    """What one trial reported, as hptune read it: every report, the result, the end of its output."""
+    import pandas as pd
+
+    from .report.tables import render
+
+    click.echo(f"trial {result.trial}: {result.status.value}" + (f" ({result.error})" if result.error else ""), err=True)
+    if result.curve:
+        click.echo(f"{len(result.curve)} report(s) of {cfg.objective.metric!r} read:", err=True)
+        click.echo(render(pd.DataFrame(result.curve)), nl=False)
+    if result.metrics:
+        click.echo("result (the last report): " + ", ".join(f"{k}={v:.6g}" for k, v in result.metrics.items()), err=True)
+    for name, data in (result.files or {}).items():
+        tail = data.decode("utf-8", errors="replace").strip().splitlines()[-5:]
+        if tail:
+            click.echo(f"--- the end of its {name} ---\n" + "\n".join(tail), err=True)
+    if result.status.value != "ok":
+        sys.exit(1)
 
 
 PLAN_CHUNK = 10_000
@@ -570,6 +604,26 @@ def _panda_done(run_dir: Path, branch: str | None) -> None:
         click.echo(f"{b.name} at epoch {b.epoch}: {metric} {b.points[-1].get(metric) or float('nan'):.4f} (best "
                    f"{best[metric]:.4f} at epoch {best['epoch']}). Fork it: hptune panda {run_dir} --from "
                    f"{b.name}@{best['epoch']} --set learning_rate=... --epochs N", err=True)
+
+
+@main.command()
+@click.argument("sweep_file", type=click.Path(dir_okay=False, path_type=Path))
+def convert(sweep_file: Path) -> None:
+    """Print the hptune config equivalent to a Weights & Biases sweep file.
+
+    Notes (as comments) say what changes; the result gains what W&B lacks,
+    such as the 1 - beta scale (scale: one_minus_log) for averaging coefficients.
+
+    \b
+    Example:
+      hptune convert sweep.yaml > config.yaml
+    """
+    from .config.wandb import convert_file
+
+    try:
+        click.echo(convert_file(sweep_file), nl=False)
+    except UserError as err:
+        _fail(err)
 
 
 @main.command()

@@ -89,6 +89,8 @@ class TrialResult:
     extra: dict[str, Any] = field(default_factory=dict)  # threads, pid, group, time: facts, not outcome
     # the training state (a checkpoint's bytes) on its way to the run folder; never in the log
     state: bytes | None = field(default=None, compare=False, repr=False)
+    # files to keep under the run folder's trials/<trial>/ (a command's stdout and stderr); never in the log
+    files: dict[str, bytes] | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def failed(cls, spec: TrialSpec, error: str, duration_s: float = 0.0, **extra: Any) -> "TrialResult":

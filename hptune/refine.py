@@ -66,7 +66,7 @@ def zoom(space: Space, trials: list[TrialResult], *, metric: str, goal: str, top
             new_params.append(_zoom_range(p, values, margin))
         elif isinstance(p, Choice) and values:
             kept = tuple(v for v in p.values if any(_same(v, x) for x in values))
-            new_params.append(Choice(p.name, kept or p.values))
+            new_params.append(p.keep(kept) if kept else p)
         else:
             new_params.append(p)
     notes = tuple(edge_notes(original or space, best))
@@ -89,7 +89,7 @@ def _zoom_range(p: Range, values: list[float], margin: float) -> Param:
     if not lo < hi:  # all top values equal and no margin
         # one integer left: a fixed value reads (and re-validates) better than low == high
         return Fixed(p.name, int(lo)) if p.integer else p
-    return Range(p.name, lo, hi, scale=p.scale, integer=p.integer)
+    return Range(p.name, lo, hi, scale=p.scale, integer=p.integer, step=p.step)
 
 
 def _round_out(lo: float, hi: float, p: Range) -> tuple[float, float]:

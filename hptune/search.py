@@ -23,7 +23,7 @@ from .refine import Zoom, edge_notes, zoom_header
 from .runstate import Round, Run, RunState, load_run_config
 from .space import space_from_yaml
 from .store import RunStore, now_iso
-from .records import TrialResult
+from .records import TrialResult, TrialSpec
 from .objectives.base import Resume
 from .strategies.halving import Step, brackets_of, next_steps, promote
 from .strategies.random_zoom import RoundPlan, draw, next_round, zoom_round
@@ -62,7 +62,16 @@ class Outcome:
 def plan_trials(config: Config, trials: int | None = None, first: int = 0) -> list[dict[str, Any]]:
     """The trials a first round would run (dry run): trial number and parameters."""
     n = config.search.trials if trials is None else trials
-    return [{"trial": s.trial, **s.params} for s in draw(config.space, config.seed, range(first, first + n), 1)]
+    return [{"trial": s.trial, **s.params} for s in first_round_specs(config, first, n)]
+
+
+def first_round_specs(config: Config, first: int, n: int) -> list[TrialSpec]:
+    """Trials first..first+n-1 of a search's first round, as it will plan them."""
+    if config.search.method == "grid":
+        from .strategies.grid import grid_specs
+
+        return grid_specs(config.space, config.seed, first, n, 1)
+    return draw(config.space, config.seed, range(first, first + n), 1)
 
 
 def search(config: Config, runs_dir: Path | str = "runs", *, progress: ProgressFn | None = None,
@@ -153,6 +162,16 @@ def resume(run_dir: Path | str, *, jobs: int | None = None, progress: ProgressFn
         driver = _Driver(run, objective, progress)
         driver.append([{"event": "resume", "time": now_iso()}])
         return driver.rounds(planned=planned, report=report)
+
+
+def check_trial(config: Config) -> TrialResult:
+    """Run the first trial a search would run, once, in this process (no run folder): what its objective
+    reports, to check that hptune reads the metrics (`hptune search --check-metrics`)."""
+    from .objectives.base import Task
+
+    objective = preflight(config, connect=False)
+    [result] = objective.run(Task(tuple(first_round_specs(config, 0, 1))))
+    return result
 
 
 def preflight(config: Config, *, connect: bool = True) -> Objective:
@@ -271,6 +290,7 @@ class _Driver:
             for batch in results:
                 stamp = now_iso()
                 batch = [r.with_extra(time=stamp) for r in batch]
+                self._keep_files(batch)
                 events = [e for r in batch for e in events_of(r)]
                 self.append(events)  # on disk before reported
                 self.checkpoints.drop_replaced(events)
@@ -296,6 +316,21 @@ class _Driver:
             close = getattr(results, "close", None)
             if close:
                 close()
+
+    def _keep_files(self, batch: list[TrialResult]) -> None:
+        """A trial's own files (a command's stdout and stderr) under trials/<trial>/, before its line."""
+        from .store import write_bytes_atomic
+
+        for r in batch:
+            if not r.files:
+                continue
+            folder = self.store.path / "trials" / str(r.trial)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                for name, data in r.files.items():
+                    write_bytes_atomic(folder / name, data)
+            except OSError as err:
+                raise self._storage_error(err, folder) from None
 
     # -- successive halving ---------------------------------------------------------
 

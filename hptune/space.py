@@ -10,7 +10,9 @@ its *sampling coordinate*:
 Sampling draws c uniformly between the coordinates of the ends; zooming
 (coarse to fine) narrows the interval of c. Integer ranges widen the interval
 by half a step at each end and round, so that both ends are as likely as any
-value inside. No I/O and no randomness here.
+value inside. A range with a `step` q rounds each value to a multiple of q
+(W&B's q distributions: round(x / q) * q). A choice may weigh its values. No I/O
+and no randomness here.
 """
 
 from __future__ import annotations
@@ -40,11 +42,13 @@ class Range:
     high: float
     scale: str = "uniform"
     integer: bool = False
+    step: float | None = None  # values rounded to multiples of step (q), after sampling on the scale
 
     def __post_init__(self) -> None:
         assert self.scale in SCALES, self.scale
         assert self.low < self.high or (self.integer and self.low == self.high), (self.low, self.high)
         assert not (self.integer and self.scale == "one_minus_log")
+        assert self.step is None or self.step > 0
 
     # -- the sampling coordinate ------------------------------------------------
     def to_coord(self, x: Any) -> Any:
@@ -71,7 +75,8 @@ class Range:
         For integers each end is widened by half a step so that rounding gives
         every integer its fair share (both ends included).
         """
-        lo, hi = (self.low - 0.5, self.high + 0.5) if self.integer else (self.low, self.high)
+        widen = self.integer and self.step is None  # a step rounds by itself, as W&B's q does
+        lo, hi = (self.low - 0.5, self.high + 0.5) if widen else (self.low, self.high)
         a, b = float(self.to_coord(lo)), float(self.to_coord(hi))
         return (a, b) if a <= b else (b, a)
 
@@ -83,6 +88,8 @@ class Range:
         if self.scale == "one_minus_log":
             u = 1.0 - u  # log10(1 - x) decreases as x grows
         x = self.from_coord(a + u * (b - a))
+        if self.step is not None:  # W&B's q: round to a multiple (which may lie just outside [low, high])
+            return np.round(np.clip(x, self.low, self.high) / self.step) * self.step
         if self.integer:
             x = np.clip(np.floor(x + 0.5), self.low, self.high)
         else:
@@ -97,7 +104,11 @@ class Range:
 
     def cast(self, x: float) -> float | int:
         """A plain Python value of the right type."""
-        return int(x) if self.integer else float(x)
+        if self.integer:
+            return int(round(x))
+        if self.step is not None:
+            return float(f"{x:.12g}")  # 0.1 * 3 is 0.30000000000000004: the multiple as written
+        return float(x)
 
     def _tidy(self, x: float) -> float | int:
         # 12 significant digits survive a YAML round trip and hide binary tails
@@ -109,25 +120,40 @@ class Range:
             out["scale"] = self.scale
         if self.integer:
             out["integer"] = True
+        if self.step is not None:
+            out["step"] = self._tidy(self.step) if not self.integer else int(self.step)
         return out
 
 
 @dataclass(frozen=True)
 class Choice:
-    """A choice among a list of values (numbers, strings, booleans)."""
+    """A choice among a list of values (numbers, strings, booleans; for your own objective also
+    lists and mappings), uniform or with `weights` (positive, any sum)."""
 
     name: str
     values: tuple[Any, ...]
+    weights: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         assert len(self.values) >= 1
+        assert self.weights is None or (len(self.weights) == len(self.values) and min(self.weights) > 0)
 
     def from_unit(self, u: Any) -> Any:
-        idx = np.minimum((np.asarray(u, dtype=float) * len(self.values)).astype(int), len(self.values) - 1)
-        return idx
+        u = np.asarray(u, dtype=float)
+        if self.weights is None:
+            return np.minimum((u * len(self.values)).astype(int), len(self.values) - 1)
+        edges = np.cumsum(self.weights) / sum(self.weights)
+        return np.minimum(np.searchsorted(edges, u, side="right"), len(self.values) - 1)
 
-    def to_yaml(self) -> list[Any]:
-        return list(self.values)
+    def keep(self, kept: tuple[Any, ...]) -> "Choice":
+        """The choice narrowed to some of its values (their weights kept)."""
+        idx = [self.values.index(v) for v in kept]
+        return Choice(self.name, tuple(kept), None if self.weights is None else tuple(self.weights[i] for i in idx))
+
+    def to_yaml(self) -> Any:
+        if self.weights is None:
+            return list(self.values)
+        return {"values": list(self.values), "weights": [float(f"{w:.12g}") for w in self.weights]}
 
 
 @dataclass(frozen=True)
@@ -138,7 +164,8 @@ class Fixed:
     value: Any
 
     def to_yaml(self) -> Any:
-        return self.value
+        # a list or a mapping would read back as a choice or a range: say it is one value
+        return {"value": self.value} if isinstance(self.value, (list, dict)) or self.value is None else self.value
 
 
 Param = Union[Range, Choice, Fixed]
@@ -206,10 +233,17 @@ def space_from_yaml(raw: Any) -> Space:
         raise ValueError(f"a space must be a mapping; got {type(raw).__name__}")
     params: list[Param] = []
     for name, spec in raw.items():
-        if isinstance(spec, dict):
+        if isinstance(spec, dict) and "value" in spec:
+            params.append(Fixed(str(name), spec["value"]))
+        elif isinstance(spec, dict) and "values" in spec:
+            weights = spec.get("weights")
+            params.append(Choice(str(name), tuple(spec["values"]), None if weights is None else tuple(map(float, weights))))
+        elif isinstance(spec, dict):
             try:
+                step = spec.get("step")
                 params.append(Range(str(name), float(spec["low"]), float(spec["high"]),
-                                    scale=str(spec.get("scale", "uniform")), integer=bool(spec.get("integer", False))))
+                                    scale=str(spec.get("scale", "uniform")), integer=bool(spec.get("integer", False)),
+                                    step=None if step is None else float(step)))
             except (KeyError, TypeError, ValueError, AssertionError) as err:
                 raise ValueError(f"parameter {name!r}: not a valid range ({type(err).__name__}: {err})") from None
         elif isinstance(spec, list):
@@ -223,9 +257,13 @@ def space_from_yaml(raw: Any) -> Space:
 
 def choice_key(value: Any) -> Any:
     """A grouping key for a choice value: 64.0 groups with 64 (JSON may turn one into the other),
-    True stays apart from 1 (Python would hash them together)."""
+    True stays apart from 1 (Python would hash them together), lists and mappings by their JSON."""
     if isinstance(value, bool):
         return ("bool", value)
     if isinstance(value, float) and value.is_integer():
         return int(value)
+    if isinstance(value, (list, dict)) or value is None:
+        import json
+
+        return ("json", json.dumps(value, sort_keys=True, default=str))
     return value

@@ -145,3 +145,18 @@ def test_a_cluster_that_stops_running_trials_ends_the_search_with_every_finished
     assert "Every finished trial is saved" in line
     saved = trial_events(run_dir)
     assert 3 <= len(saved) < 40 and all(t["status"] == "ok" for t in saved)
+
+
+@pytest.mark.slow
+def test_training_commands_run_on_the_cluster_workers(tmp_path, cluster):
+    raw = {"name": "cmd", "seed": 2,
+           "objective": {"command": "python fit.py --lr {lr} --epochs 3", "metric": "val_loss",
+                         "path": str(FIXTURES / "programs")},
+           "search": {"trials": 4, "backend": "dask", "address": cluster},
+           "space": {"lr": {"low": 1e-3, "high": 0.1, "scale": "log"}}}
+    import yaml
+
+    (tmp_path / "cmd.yaml").write_text(yaml.safe_dump(raw))
+    trials = trial_events(search(load_config(tmp_path / "cmd.yaml"), tmp_path / "runs", report=False).run_dir)
+    assert len(trials) == 4 and all(t["status"] == "ok" and len(t["curve"]) == 3 for t in trials)
+    assert all((tmp_path / "runs" / "cmd" / "trials" / str(t["trial"]) / "stdout.log").exists() for t in trials)

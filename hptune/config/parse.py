@@ -34,10 +34,13 @@ DEVICES_HINT = "cpu, cuda or cuda:N"
 
 TOP_KEYS = ("name", "seed", "device", "model", "data", "objective", "search", "space")
 DATA_KEYS = (*DataConfig.__dataclass_fields__, "seed")
-OBJECTIVE_KEYS = ("metric", "goal", "function", "path")
-SEARCH_KEYS = ("trials", "jobs", "threads", "rounds", "top", "margin", "backend", "address", "timeout", "halving")
+OBJECTIVE_KEYS = ("metric", "goal", "function", "path", "command", "program", "groups")
+SEARCH_KEYS = ("trials", "jobs", "threads", "rounds", "top", "margin", "backend", "address", "timeout", "halving",
+               "method")
+METHODS = ("random", "grid")
 HALVING_KEYS = ("min_epochs", "factor", "max_epochs", "brackets")
-RANGE_KEYS = ("low", "high", "scale", "integer")
+RANGE_KEYS = ("low", "high", "scale", "integer", "step")
+CHOICE_KEYS = ("values", "weights")
 NAME_MAX = 128
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 NAME_RULE = (f"must start with an ASCII letter or digit, followed by letters, digits, '.', '_' or '-', "
@@ -67,6 +70,12 @@ def load_config(path: str | Path) -> Config:
     """
     path = Path(path)
     raw = parse_yaml(read_text(path), path.name)
+    from .wandb import is_wandb_sweep, translate_sweep
+
+    if is_wandb_sweep(raw):  # a Weights & Biases sweep file, run offline: its notes say what changed
+        translated, notes = translate_sweep(raw, source=path.name)
+        config = parse_config(translated, source=path.name, base_dir=path.resolve().parent, default_name=path.stem)
+        return replace(config, notes=tuple(f"{path.name}: {n}" for n in notes))
     return parse_config(raw, source=path.name, base_dir=path.resolve().parent, default_name=path.stem)
 
 
@@ -104,6 +113,8 @@ def parse_config(raw: Any, *, source: str = "config", base_dir: Path | str = "."
         raise v.fail("space", "is missing: give the parameters to tune, e.g. `learning_rate: {low: 1.0e-4, high: 1.0, scale: log}`.")
     space = _space(v, raw["space"], family=model if objective.kind == "builtin" else None)
     _check_halving(v, search, space, objective.kind == "builtin", model)
+    if search.method == "grid":
+        _check_grid(v, search, space)
     warnings = tuple(lint_space(space, source))
     return Config(name=name, seed=seed, space=space, data=data, objective=objective, search=search,
                   device=device, model=model, data_seed=data_seed, source=source, base_dir=str(base_dir),
@@ -113,7 +124,7 @@ def parse_config(raw: Any, *, source: str = "config", base_dir: Path | str = "."
 def with_overrides(cfg: Config, *, name: str | None = None, trials: int | None = None,
                    jobs: int | None = None, seed: int | None = None, rounds: int | None = None,
                    backend: str | None = None, address: str | None = None,
-                   function: str | None = None) -> Config:
+                   function: str | None = None, command: str | None = None, metric: str | None = None) -> Config:
     """Apply command-line overrides, validated with the same rules as the file."""
     v = _Validator("command line")
     search = cfg.search
@@ -140,9 +151,15 @@ def with_overrides(cfg: Config, *, name: str | None = None, trials: int | None =
     if function is not None:
         if not FUNCTION_RE.match(function):
             raise v.fail("--objective", f"must look like package.module:function; got {_q(function)}.")
-        out = replace(out, objective=replace(out.objective, function=function))
+        out = replace(out, objective=replace(out.objective, function=function, command=None))
         if cfg.builtin:  # the built-in trainer's names no longer bind the space
             out = replace(out, model=DEFAULT_FAMILY)
+    if command is not None:
+        if not command.strip():
+            raise v.fail("--command", "is empty; give the command that trains one trial.")
+        out = replace(out, objective=replace(out.objective, command=command, function=None))
+    if metric is not None:
+        out = replace(out, objective=replace(out.objective, metric=metric))
     return out
 
 
@@ -163,6 +180,11 @@ _DASK_ADDRESS = "the dask backend needs the scheduler's address, e.g. {example}.
 def _objective(v: "_Validator", raw: Any) -> ObjectiveConfig:
     raw = v.mapping(raw, "objective")
     v.keys(raw, OBJECTIVE_KEYS, "objective")
+    if raw.get("command") is not None:
+        return _command_objective(v, raw)
+    for key in ("program", "groups"):
+        if raw.get(key) is not None:
+            raise v.fail(f"objective.{key}", "belongs to a command objective (objective.command); remove it.")
     function = raw.get("function")
     if function is not None:
         function = v.string(function, "objective.function")
@@ -180,6 +202,37 @@ def _objective(v: "_Validator", raw: Any) -> ObjectiveConfig:
     if path is not None:
         path = v.string(path, "objective.path")
     return ObjectiveConfig(metric=metric, goal=goal, function=function, path=path)
+
+
+def _command_objective(v: "_Validator", raw: dict) -> ObjectiveConfig:
+    if raw.get("function") is not None:
+        raise v.fail("objective.command", "give either a command or a function, not both.")
+    command = raw["command"]
+    if isinstance(command, str):
+        if not command.strip():
+            raise v.fail("objective.command", "is empty; give the command that trains one trial, e.g. "
+                                              "\"python train.py --lr {learning_rate}\".")
+        cmd: str | tuple[str, ...] = command
+    elif isinstance(command, list) and command and all(isinstance(t, (str, int, float)) for t in command):
+        cmd = tuple(str(t) for t in command)
+    else:
+        raise v.fail("objective.command", f"must be a command string, or a list of words (W&B's form); got {_kind(command)}.")
+    if "metric" not in raw:
+        raise v.fail("objective.metric", "is missing: name the metric your command reports, e.g. `metric: val_loss` "
+                                         "(printed as JSON lines, name=value or `name: value`).")
+    metric = v.string(raw["metric"], "objective.metric")
+    default_goal = "minimize" if metric.endswith("loss") or metric.endswith("error") else "maximize"
+    goal = v.one_of(raw.get("goal", default_goal), "objective.goal", GOALS)
+    program = raw.get("program")
+    if program is not None:
+        program = v.string(program, "objective.program")
+    groups = raw.get("groups") or []
+    if not isinstance(groups, list) or not all(isinstance(g, str) for g in groups):
+        raise v.fail("objective.groups", f"must be a list of parameter group names; got {_kind(groups)}.")
+    path = raw.get("path")
+    if path is not None:
+        path = v.string(path, "objective.path")
+    return ObjectiveConfig(metric=metric, goal=goal, path=path, command=cmd, program=program, groups=tuple(groups))
 
 
 def _search(v: "_Validator", raw: Any) -> SearchConfig:
@@ -205,6 +258,7 @@ def _search(v: "_Validator", raw: Any) -> SearchConfig:
         threads=v.integer(raw.get("threads", d.threads), "search.threads", low=1),
         timeout_s=None if timeout is None else v.number(timeout, "search.timeout", low=0.0, open_low=True),
         halving=_halving(v, raw.get("halving")),
+        method=v.one_of(raw.get("method", "random"), "search.method", METHODS),
     )
     _check_rounds(v, "search.rounds", out)
     return out
@@ -225,6 +279,21 @@ def _halving(v: "_Validator", raw: Any) -> HalvingConfig | None:
         max_epochs=None if max_epochs is None else v.integer(max_epochs, "search.halving.max_epochs", low=1),
         brackets=v.integer(raw.get("brackets", d.brackets), "search.halving.brackets", low=1),
     )
+
+
+def _check_grid(v: "_Validator", search: SearchConfig, space: Space) -> None:
+    from ..strategies.grid import grid_size
+
+    for p in space.params:
+        if isinstance(p, Range):
+            raise v.fail(f"space.{p.name}", "is a range, and a grid needs the values to try: give a list "
+                                            f"(e.g. [{_num(p.low)}, {_num(p.high)}]), or search at random.")
+    if search.rounds > 1:
+        raise v.fail("search.rounds", "a grid runs once: every combination; coarse to fine needs random rounds.")
+    size = grid_size(space)
+    if search.trials > size:
+        raise v.fail("search.trials", f"the grid has {size} combinations; got {search.trials} trials. "
+                                      f"Set trials to {size} (or fewer, to run the first ones).")
 
 
 def _check_halving(v: "_Validator", config_search: SearchConfig, space: Space, builtin: bool, family: str) -> None:
@@ -316,7 +385,14 @@ def _space(v: "_Validator", raw: Any, *, family: str | None) -> Space:
             where = f" It belongs to model: {others[0]}." if others else ""
             raise v.fail(key, f"unknown parameter for the built-in trainer's {family} model.{where}{_did_you_mean(name, domains)} "
                               f"Valid names: {', '.join(domains)}. (With objective.function, names are free.)")
-        if isinstance(spec, dict):
+        if isinstance(spec, dict) and "value" in spec:
+            v.keys(spec, ("value",), key)
+            value = spec["value"]
+            params.append(Fixed(name, value if domain is None and isinstance(value, (list, dict)) or value is None
+                                else _scalar(v, f"{key}.value", value, domain)))
+        elif isinstance(spec, dict) and "values" in spec:
+            params.append(_weighted_choice(v, name, spec, domain))
+        elif isinstance(spec, dict):
             params.append(_range(v, name, spec, domain))
         elif isinstance(spec, list):
             params.append(_choice(v, name, spec, domain))
@@ -343,10 +419,11 @@ def _range(v: "_Validator", name: str, spec: dict, domain: ParamDomain | None) -
     if integer:
         if scale == "one_minus_log":
             raise v.fail(f"{key}.integer", "scale one_minus_log is for coefficients in [0, 1) and cannot be integer; use scale uniform or log.")
-        for end, x in (("low", low), ("high", high)):
-            if x != int(x):
-                raise v.fail(f"{key}.{end}", f"must be a whole number for an integer range; got {x:g}.")
-        low, high = float(int(low)), float(int(high))
+        if "step" not in spec:  # with a step, values are rounded to its multiples whatever the ends
+            for end, x in (("low", low), ("high", high)):
+                if x != int(x):
+                    raise v.fail(f"{key}.{end}", f"must be a whole number for an integer range; got {x:g}.")
+            low, high = float(int(low)), float(int(high))
     if not low < high:
         raise v.fail(f"{key}.high", f"must be greater than low ({_num(low)}); got {_num(high)}. For a fixed value write `{name}: {_num(low)}`.")
     if scale == "log":
@@ -362,11 +439,34 @@ def _range(v: "_Validator", name: str, spec: dict, domain: ParamDomain | None) -
         for end, x in (("low", low), ("high", high)):
             if not domain.accepts(int(x) if integer else x):
                 raise v.fail(f"{key}.{end}", f"{name} must be {domain.describe()}; got {_num(x)}.")
-    return Range(name, low, high, scale=scale, integer=integer)
+    step = None
+    if "step" in spec:
+        step = v.number(spec["step"], f"{key}.step", low=0.0, open_low=True)
+        if integer and step != int(step):
+            raise v.fail(f"{key}.step", f"must be a whole number for an integer range; got {_num(step)}.")
+        if step >= high - low and not integer:
+            raise v.fail(f"{key}.step", f"must be smaller than the range ({_num(high - low)}); got {_num(step)}.")
+    return Range(name, low, high, scale=scale, integer=integer, step=step)
 
 
-def _choice(v: "_Validator", name: str, spec: list, domain: ParamDomain | None) -> Choice:
+def _weighted_choice(v: "_Validator", name: str, spec: dict, domain: ParamDomain | None) -> Choice:
     key = f"space.{name}"
+    v.keys(spec, CHOICE_KEYS, key)
+    values = spec["values"]
+    if not isinstance(values, list):
+        raise v.fail(f"{key}.values", f"must be a list of the values to choose from; got {_kind(values)}.")
+    choice = _choice(v, name, values, domain, key=f"{key}.values")
+    weights = spec.get("weights")
+    if weights is None:
+        return choice
+    if not isinstance(weights, list) or len(weights) != len(values):
+        raise v.fail(f"{key}.weights", f"must be a list of {len(values)} numbers, one per value; got {_kind(weights)}.")
+    ws = tuple(v.number(w, f"{key}.weights[{i}]", low=0.0, open_low=True) for i, w in enumerate(weights))
+    return Choice(name, choice.values, ws)
+
+
+def _choice(v: "_Validator", name: str, spec: list, domain: ParamDomain | None, key: str | None = None) -> Choice:
+    key = key or f"space.{name}"
     if not spec:
         raise v.fail(key, "an empty list has nothing to choose from; give at least one value.")
     values: list[Any] = []
@@ -385,6 +485,8 @@ def _fixed(v: "_Validator", name: str, spec: Any, domain: ParamDomain | None) ->
 
 
 def _scalar(v: "_Validator", key: str, item: Any, domain: ParamDomain | None) -> Any:
+    if domain is None and "[" in key and (isinstance(item, (dict, list)) or item is None):
+        return item  # your own objective may choose among lists or mappings (e.g. layer sizes [64, 64])
     if isinstance(item, (dict, list)) or item is None:
         raise v.fail(key, f"must be a single number, string or boolean; got {_kind(item)}.")
     if isinstance(item, float) and not math.isfinite(item):

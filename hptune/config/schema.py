@@ -18,16 +18,22 @@ __all__ = ["BUILTIN_DATASETS", "BUILTIN_METRICS", "Config", "DataConfig", "Halvi
 
 @dataclass(frozen=True)
 class ObjectiveConfig:
-    """What a trial optimizes. function: None for the built-in trainer, else "module:attr"."""
+    """What a trial optimizes: the built-in trainer, your function ("module:attr") or a command
+    (a shell string, or W&B's list of tokens with `program` and nested parameter `groups`)."""
 
     metric: str = "val_accuracy"
     goal: str = "maximize"
     function: str | None = None
-    path: str | None = None  # folder put on the import path for `function`; relative to the config file
+    path: str | None = None  # folder of `function` (on the import path) or where `command` runs; relative to the config
+    command: str | tuple[str, ...] | None = None
+    program: str | None = None
+    groups: tuple[str, ...] = ()
 
     @property
     def kind(self) -> str:
-        """"builtin" or "function": which objective runs the trials."""
+        """"builtin", "function" or "command": which objective runs the trials."""
+        if self.command is not None:
+            return "command"
         return "builtin" if self.function is None else "function"
 
 
@@ -67,6 +73,7 @@ class SearchConfig:
     threads: int = 1
     timeout_s: float | None = None
     halving: HalvingConfig | None = None
+    method: str = "random"  # or "grid": every combination of the listed values
 
 
 @dataclass(frozen=True)
@@ -85,6 +92,7 @@ class Config:
     source: str = "config"
     base_dir: str = "."
     warnings: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # what reading the file changed (a W&B sweep's translation)
 
     @property
     def builtin(self) -> bool:
@@ -93,7 +101,7 @@ class Config:
 
     @property
     def function_dir(self) -> str:
-        """The folder put on sys.path to import objective.function."""
+        """The folder put on sys.path to import objective.function, or where objective.command runs."""
         return str(Path(self.base_dir) / (self.objective.path or "."))
 
     def to_yaml(self, relative_to: Path | None = None) -> dict[str, Any]:
@@ -109,6 +117,8 @@ class Config:
             search["timeout"] = search.pop("timeout_s")
         if self.search.halving is not None:
             search["halving"] = self.search.halving.to_yaml()
+        if self.search.method == "random":
+            del search["method"]
         out: dict[str, Any] = {
             "name": self.name,
             "seed": self.seed,
@@ -116,13 +126,18 @@ class Config:
         }
         if self.builtin:
             out["model"] = self.model
+        objective = {k: v for k, v in vars(self.objective).items() if v is not None and v != ()}
+        if isinstance(objective.get("command"), tuple):
+            objective["command"] = list(objective["command"])
+        if "groups" in objective:
+            objective["groups"] = list(objective["groups"])
         out.update({
             "data": data,
-            "objective": {k: v for k, v in vars(self.objective).items() if v is not None},
+            "objective": objective,
             "search": search,
             "space": self.space.to_yaml(),
         })
-        if self.objective.function is not None and relative_to is not None:
+        if self.objective.kind != "builtin" and relative_to is not None:
             out["objective"]["path"] = _relpath(Path(self.function_dir), relative_to)
         return out
 

@@ -187,4 +187,8 @@ def _loader_class() -> type:
 
     Loader.add_constructor("tag:yaml.org,2002:map", construct_lined_mapping)
     Loader.add_constructor("tag:yaml.org,2002:seq", construct_lined_sequence)
+    # what was read can be written again as plain YAML (a config snapshot, a converted sweep)
+    for dumper in (yaml.SafeDumper, yaml.Dumper):
+        dumper.add_representer(LinedDict, yaml.representer.SafeRepresenter.represent_dict)
+        dumper.add_representer(LinedList, yaml.representer.SafeRepresenter.represent_list)
     return Loader

@@ -117,6 +117,9 @@ def serve(inbound: Any, outbound: Any, parent_pid: int, threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides what a Ctrl-C stops
     limit_threads(threads)
     watch_parent(parent_pid)
+    from ..objectives.command import become_subreaper
+
+    become_subreaper()  # what a training command leaves behind comes back here, to be ended
     while True:
         try:
             message = pickle.loads(inbound.recv_bytes())

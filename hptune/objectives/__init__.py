@@ -1,5 +1,6 @@
 """Objectives: what runs a trial, behind one protocol (`base.Objective`): the built-in trainer
-(`builtin`) and your own function (`function`). The executor knows only the protocol."""
+(`builtin`), your own function (`function`) and any training program (`command`). The
+executor knows only the protocol."""
 
 from __future__ import annotations
 
@@ -21,9 +22,17 @@ def objective_for(config: "Config") -> Objective:
         return BuiltinObjective(data=config.data, data_seed=config.data_seed, base_dir=config.base_dir,
                                 source=config.source, metric=config.objective.metric, device=config.device,
                                 family=config.model)
+    halving = config.search.halving
+    if config.objective.kind == "command":
+        from .command import CommandObjective
+
+        return CommandObjective(command=config.objective.command or "", workdir=config.function_dir,
+                                metric=config.objective.metric, source=config.source,
+                                program=config.objective.program, param_groups=config.objective.groups,
+                                max_epochs=None if halving is None else halving.max_epochs,
+                                stepwise=halving is not None)
     from .function import FunctionObjective
 
-    halving = config.search.halving
     return FunctionObjective(function=config.objective.function or "", base_dir=config.function_dir,
                              metric=config.objective.metric, source=config.source,
                              max_epochs=None if halving is None else halving.max_epochs, stepwise=halving is not None)

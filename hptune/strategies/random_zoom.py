@@ -55,7 +55,12 @@ def next_round(state: RunState, config: Config, *, top: int | None = None, margi
         z = zoom_round(state, last, config, top=config.search.top if top is None else top,
                        margin=config.search.margin if margin is None else margin)
         number, space = last.number + 1, z.space
-    specs = draw(space, config.seed, numbers, number)
+    if config.search.method == "grid":
+        from .grid import grid_specs
+
+        specs = grid_specs(space, config.seed, first, config.search.trials, number)
+    else:
+        specs = draw(space, config.seed, numbers, number)
     meta = halving_meta(specs, config) if config.search.halving is not None else {}
     return RoundPlan(number=number, space=space, specs=specs, seed=config.seed, zoom=z, meta=meta)
 
