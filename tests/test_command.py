@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +14,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
 
 from hptune_test_helpers import (  # noqa: E402
-    FIXTURES, alive, count_trials, hptune_process, hptune_run, trial_events, wait_until)
+    FIXTURES, alive, hptune_process, hptune_run, trial_events, wait_until)
 
 from hptune.config import load_config, parse_config  # noqa: E402
 from hptune.errors import ConfigError, UserError  # noqa: E402

@@ -15,7 +15,6 @@ import yaml
 
 from hptune.config import parse_config, parse_space
 from hptune.errors import ConfigError
-from hptune.space import Range
 from hptune.config.wandb import (
     args_json,
     convert_file,
