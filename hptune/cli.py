@@ -575,7 +575,7 @@ def panda(source: Path, sets: tuple[str, ...], epochs: int | None, trial: int | 
         elif export:
             path, build = panda_mod.export(source, export[0], export[1])
             click.echo(f"wrote {path}: the weights of {export[0]} (a state_dict of tensors). Load them with:\n"
-                       f"  from hptune.training.models import BNMLP\n  model = {build}\n"
+                       f"  from hptune.training.models import BNConvNet, BNMLP\n  model = {build}\n"
                        f"  model.load_state_dict(torch.load({str(path)!r}, weights_only=True)); model.eval()", err=True)
         elif origin:
             branch = panda_mod.fork(source, origin, overrides=overrides, epochs=epochs, progress=progress)

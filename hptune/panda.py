@@ -325,12 +325,17 @@ def values_from_config(config: Config) -> tuple[dict[str, Any], dict[str, str]]:
 
 def model_constructor(params: dict[str, Any], config: Config) -> str:
     """The Python call that builds the branch's network, for loading exported weights."""
+    from .training.params import defaults
+
     data = _load_data(config)
     if config.model == "mlp":
         return (f"BNMLP({data.n_features}, {data.n_classes}, layers={params.get('layers', 2)}, "
                 f"hidden_units={params.get('hidden_units', 100)}, activation={params.get('activation', 'relu')!r}, "
                 f"batch_norm={params.get('batch_norm', True)}, bn_position={params.get('bn_position', 'before')!r})")
-    return f"build_model({config.model!r}, resolve_params(params, {config.model!r}), data, torch.Generator())"
+    p = {**defaults(config.model), **params}
+    return (f"BNConvNet({tuple(data.input_shape)}, {data.n_classes}, conv_layers={p['conv_layers']}, "
+            f"channels={p['channels']}, kernel_size={p['kernel_size']}, hidden_units={p['hidden_units']}, "
+            f"activation={p['activation']!r}, batch_norm={p['batch_norm']}, bn_position={p['bn_position']!r})")
 
 
 # ----------------------------------------------------------------------------
@@ -428,7 +433,8 @@ def _load_checkpoint(store: RunStore, branch: Branch, epoch: int) -> dict[str, A
 def _load_data(config: Config) -> Any:
     from .training.data import load_dataset_cached
 
-    return load_dataset_cached(config.data, seed=config.data_seed, base_dir=config.base_dir, source=config.source)
+    return load_dataset_cached(config.data, seed=config.data_seed, base_dir=config.base_dir, source=config.source,
+                               images=config.model == "cnn")
 
 
 def _check_builtin(config: Config) -> None:

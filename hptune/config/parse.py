@@ -361,11 +361,12 @@ def _data(v: "_Validator", raw: Any) -> DataConfig:
     return DataConfig(
         dataset=dataset, val_fraction=val, test_fraction=test, target=target,
         standardize=v.boolean(raw.get("standardize", d.standardize), "data.standardize"),
-        samples=v.integer(raw.get("samples", d.samples), "data.samples", low=10),
+        samples=None if raw.get("samples") is None else v.integer(raw.get("samples"), "data.samples", low=10),
         features=features,
         classes=v.integer(raw.get("classes", d.classes), "data.classes", low=2),
         informative=informative,
         class_sep=v.number(raw.get("class_sep", d.class_sep), "data.class_sep", low=0.0, open_low=True),
+        image_size=v.integer(raw.get("image_size", d.image_size), "data.image_size", low=8),
     )
 
 

@@ -49,7 +49,8 @@ class BuiltinObjective:
     def dataset(self) -> Any:
         from ..training.data import load_dataset_cached
 
-        return load_dataset_cached(self.data, seed=self.data_seed, base_dir=self.base_dir, source=self.source)
+        return load_dataset_cached(self.data, seed=self.data_seed, base_dir=self.base_dir, source=self.source,
+                                   images=self.family == "cnn")
 
     def groups(self, specs: Sequence[TrialSpec], *, budget: int | None = None,
                resume: Sequence[Resume | None] | None = None, keep_state: bool = False) -> list[Task]:
@@ -110,7 +111,7 @@ class BuiltinObjective:
 
         tiny = SimpleNamespace(X_train=data.X_train[:128], y_train=data.y_train[:128], X_val=data.X_val[:64],
                                y_val=data.y_val[:64], X_test=None, y_test=None,
-                               n_features=data.n_features, n_classes=data.n_classes)
+                               n_features=data.n_features, n_classes=data.n_classes, input_shape=data.input_shape)
         try:
             train_trial({"epochs": 1}, tiny, seed=0, device=self.device, family=self.family)
         except Exception:  # the real trial reports any problem with the data or the device

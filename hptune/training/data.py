@@ -64,6 +64,11 @@ class Dataset:
     n_features: int
     n_classes: int
     classes: tuple[Any, ...]
+    input_shape: tuple[int, int, int] | None = None  # (C, H, W) when the data are images
+
+
+# Channel counts an image array may have; a 4-D array is (N, C, H, W) or (N, H, W, C) by where one sits.
+IMAGE_CHANNELS = (1, 2, 3, 4)
 
 
 @dataclass
@@ -76,6 +81,7 @@ class _Raw:
     where: str  # how messages name the data, e.g. "iris.csv"
     columns: list[str] | None  # feature names; None means refer to 0-based indices
     label_desc: str  # how messages name the labels, e.g. "target column 'species'"
+    image_shape: tuple[int, int, int] | None = None  # (C, H, W): X holds images flattened to rows
 
 
 # --------------------------------------------------------------------------- public API
@@ -97,13 +103,18 @@ def resolve_path(cfg: DataConfig, base_dir: Path | str) -> Path | None:
 
 
 def load_dataset(
-    cfg: DataConfig, *, seed: int, base_dir: Path | str = ".", source: str = "config"
+    cfg: DataConfig, *, seed: int, base_dir: Path | str = ".", source: str = "config", images: bool = False
 ) -> Dataset:
     """Load, check, split and (optionally) standardize the configured data.
 
-    seed: a non-negative int; it seeds the split and the synthetic generator,
+    seed: a non-negative int; it seeds the split and the generated problems,
     so equal (cfg, seed) give identical datasets.
     source: the config file's name, the prefix of every error message.
+    images: for a conv net: X arrays (N, C, H, W), standardized per channel (one
+    mean and std per channel over every training pixel, which keeps what a
+    translation shares between positions); otherwise rows of features,
+    standardized per column. Image data (digits, glyphs, an .npz of images)
+    also come as rows for an MLP; tables cannot become images.
     Raises DataError for any problem with the data or the fractions.
     """
     _check_fractions(cfg, source)
@@ -115,9 +126,19 @@ def load_dataset(
 
     X_train, X_val = X[train], X[val]
     X_test = X[test] if test is not None else None
+    shape = raw.image_shape
+    if images:
+        if shape is None:
+            raise _error(source, "data.dataset", f"model: cnn trains on images, and {raw.where} is a table of "
+                                                 "features. Use digits, glyphs or an .npz file whose X holds images "
+                                                 "(N, H, W), (N, C, H, W) or (N, H, W, C); or model: mlp.")
+        X_train, X_val, X_test = (None if a is None else a.reshape(a.shape[0], *shape) for a in (X_train, X_val, X_test))
+        axes: tuple[int, ...] = (0, 2, 3)  # per channel: over examples and positions
+    else:
+        axes = (0,)  # per column
     if cfg.standardize:
-        mean = X_train.mean(axis=0)
-        std = X_train.std(axis=0)
+        mean = X_train.mean(axis=axes, keepdims=True)
+        std = X_train.std(axis=axes, keepdims=True)
         # A column that is constant in training (up to float32 rounding) carries
         # nothing to scale up; dividing would only amplify rounding noise.
         std[std <= 1e-7 * np.maximum(np.abs(mean), 1.0)] = 1.0
@@ -136,6 +157,7 @@ def load_dataset(
         n_features=int(X.shape[1]),
         n_classes=len(classes),
         classes=classes,
+        input_shape=shape,
     )
 
 
@@ -144,7 +166,7 @@ _CACHE_LOCK = threading.Lock()
 
 
 def load_dataset_cached(
-    cfg: DataConfig, *, seed: int, base_dir: Path | str = ".", source: str = "config"
+    cfg: DataConfig, *, seed: int, base_dir: Path | str = ".", source: str = "config", images: bool = False
 ) -> Dataset:
     """`load_dataset` with a small per-process cache.
 
@@ -159,15 +181,15 @@ def load_dataset_cached(
             st = path.stat()
         except OSError:
             # Let load_dataset produce the proper "file not found" message.
-            return load_dataset(cfg, seed=seed, base_dir=base_dir, source=source)
+            return load_dataset(cfg, seed=seed, base_dir=base_dir, source=source, images=images)
         stamp = (st.st_mtime_ns, st.st_size)
-    key = (cfg, str(path) if path is not None else None, stamp, seed)
+    key = (cfg, str(path) if path is not None else None, stamp, seed, images)
     with _CACHE_LOCK:
         hit = _CACHE.get(key)
         if hit is not None:
             _CACHE.move_to_end(key)
             return hit
-    dataset = load_dataset(cfg, seed=seed, base_dir=base_dir, source=source)
+    dataset = load_dataset(cfg, seed=seed, base_dir=base_dir, source=source, images=images)
     with _CACHE_LOCK:
         _CACHE[key] = dataset
         _CACHE.move_to_end(key)
@@ -197,6 +219,8 @@ def _read(cfg: DataConfig, base_dir: Path | str, source: str, rng: np.random.Gen
             )
         if cfg.dataset == "digits":
             return _read_digits()
+        if cfg.dataset == "glyphs":
+            return _make_glyphs(cfg, source, rng)
         return _make_synthetic(cfg, source, rng)
 
     path = resolve_path(cfg, base_dir)
@@ -251,7 +275,21 @@ def _read_digits() -> _Raw:
         ) from exc
     with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
         X, y = npz["X"], npz["y"]
-    return _Raw(name="digits", X=X, y=y, where="the digits dataset", columns=None, label_desc="labels")
+    return _Raw(name="digits", X=X, y=y, where="the digits dataset", columns=None, label_desc="labels",
+                image_shape=(1, 8, 8))
+
+
+def _make_glyphs(cfg: DataConfig, source: str, rng: np.random.Generator) -> _Raw:
+    """The generated glyph images (`hptune.training.glyphs`), drawn from the data seed."""
+    from .glyphs import N_CLASSES, generate
+
+    if cfg.n_samples < 3 * N_CLASSES:
+        raise _error(source, "data.samples", f"must be at least {3 * N_CLASSES} for the glyph problem (3 per class); "
+                                             f"got {cfg.n_samples}.")
+    X, y = generate(int(rng.integers(2**31)), cfg.n_samples, cfg.image_size)
+    n, c, h, w = X.shape
+    return _Raw(name="glyphs", X=X.reshape(n, c * h * w), y=y, where="the glyph problem", columns=None,
+                label_desc="labels", image_shape=(c, h, w))
 
 
 def _read_npz(path: Path, source: str) -> _Raw:
@@ -299,13 +337,19 @@ def _read_npz(path: Path, source: str) -> _Raw:
                 f"could not read arrays 'X' and 'y' from {path.name} ({exc}); store numbers "
                 f"(and, for labels, numbers or fixed-width strings), not Python objects.",
             ) from exc
-    if X.ndim != 2:
+    image_shape = None
+    if X.ndim in (3, 4):
+        image_shape = _image_layout(X.shape, path.name, source)
+        if X.ndim == 4 and X.shape[-1] == image_shape[0] and X.shape[1] != image_shape[0]:
+            X = np.moveaxis(X, -1, 1)  # (N, H, W, C) -> (N, C, H, W)
+        X = X.reshape(X.shape[0], -1)
+    elif X.ndim != 2:
         fix = " (for a single feature use X.reshape(-1, 1))" if X.ndim == 1 else ""
         raise _error(
             source,
             "data.dataset",
-            f"array 'X' in {path.name} must be 2-D (samples, features), but has shape "
-            f"{X.shape}{fix}.",
+            f"array 'X' in {path.name} must be 2-D (samples, features), or images (N, H, W), (N, C, H, W) or "
+            f"(N, H, W, C), but has shape {X.shape}{fix}.",
         )
     if y.ndim != 1:
         raise _error(
@@ -328,7 +372,24 @@ def _read_npz(path: Path, source: str) -> _Raw:
             f"array 'X' in {path.name} must be numeric, but has dtype {X.dtype}; encode the "
             f"features as numbers.",
         )
-    return _Raw(name=path.name, X=X, y=y, where=path.name, columns=None, label_desc="array 'y'")
+    return _Raw(name=path.name, X=X, y=y, where=path.name, columns=None, label_desc="array 'y'",
+                image_shape=image_shape)
+
+
+def _image_layout(shape: tuple[int, ...], name: str, source: str) -> tuple[int, int, int]:
+    """(C, H, W) of an image array: (N, H, W) is one channel; a 4-D array has its channels (1 to 4) first,
+    (N, C, H, W), or last, (N, H, W, C). When both ends or neither could be channels, it is refused."""
+    if len(shape) == 3:
+        return (1, int(shape[1]), int(shape[2]))
+    first, last = shape[1] in IMAGE_CHANNELS, shape[3] in IMAGE_CHANNELS
+    if first and not last:
+        return (int(shape[1]), int(shape[2]), int(shape[3]))
+    if last and not first:
+        return (int(shape[3]), int(shape[1]), int(shape[2]))
+    raise _error(source, "data.dataset", f"array 'X' in {name} has shape {shape}, and hptune cannot tell its channels "
+                                         f"from its sides ({'both ends' if first else 'neither end'} could hold 1 to 4 "
+                                         "channels). Save it as (N, C, H, W): numpy.savez(path, X=X, y=y) with "
+                                         "X.transpose(0, 3, 1, 2) for (N, H, W, C).")
 
 
 def _read_table(path: Path, ext: str, target: str | None, source: str) -> _Raw:
@@ -442,7 +503,7 @@ def _make_synthetic(cfg: DataConfig, source: str, rng: np.random.Generator) -> _
     to class j % classes, so small samples still cover the classes evenly.
     """
     _check_synthetic(cfg, source)
-    n, d, c, k_inf = cfg.samples, cfg.features, cfg.classes, cfg.informative
+    n, d, c, k_inf = cfg.n_samples, cfg.features, cfg.classes, cfg.informative
     per_class = next(k for k in range(_CLUSTERS_PER_CLASS, 0, -1) if 2**k_inf >= k * c)
     n_clusters = c * per_class
 
@@ -497,7 +558,7 @@ def _make_synthetic(cfg: DataConfig, source: str, rng: np.random.Generator) -> _
 
 def _check_synthetic(cfg: DataConfig, source: str) -> None:
     rules: list[tuple[str, bool, str]] = [
-        ("samples", cfg.samples >= cfg.classes, f"an integer >= classes ({cfg.classes})"),
+        ("samples", cfg.n_samples >= cfg.classes, f"an integer >= classes ({cfg.classes})"),
         ("features", cfg.features >= 1, "an integer >= 1"),
         ("classes", cfg.classes >= 2, "an integer >= 2"),
         ("informative", 1 <= cfg.informative <= cfg.features, f"an integer from 1 to features ({cfg.features})"),

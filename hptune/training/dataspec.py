@@ -6,7 +6,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-BUILTIN_DATASETS = ("digits", "synthetic")
+BUILTIN_DATASETS = ("digits", "synthetic", "glyphs")
+SAMPLES = {"synthetic": 20000, "glyphs": 6000}  # generated problems: samples when none are given
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,9 @@ class DataConfig:
     target: the label column, required for CSV/Parquet, unused otherwise.
     samples/features/classes/informative/class_sep: the synthetic problem,
     with samples >= classes, features >= 1, classes >= 2,
-    1 <= informative <= features and class_sep > 0.
+    1 <= informative <= features and class_sep > 0 (samples also sets the size
+    of the glyph problem; None: 20,000 for synthetic, 6,000 for glyphs).
+    image_size: the side of the glyph images in pixels (>= 8).
     """
 
     dataset: str = "digits"
@@ -28,11 +31,17 @@ class DataConfig:
     test_fraction: float = 0.0
     target: str | None = None
     standardize: bool = True
-    samples: int = 20000
+    samples: int | None = None
     features: int = 100
     classes: int = 10
     informative: int = 40
     class_sep: float = 1.0
+    image_size: int = 16
+
+    @property
+    def n_samples(self) -> int:
+        """The samples of a generated problem (its default when none were given)."""
+        return self.samples if self.samples is not None else SAMPLES.get(self.dataset, 20000)
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a plain dict (for YAML snapshots)."""

@@ -49,7 +49,10 @@ class ParamDomain:
     def accepts(self, value: Any) -> bool:
         """Whether one concrete value lies in the domain."""
         if self.kind == "choice":
-            return value in self.choices
+            # True == 1 in Python: a boolean is not a number here
+            return any(value == c and type(value) is type(c) or (isinstance(c, int) and not isinstance(c, bool)
+                                                                   and isinstance(value, float) and value == c)
+                       for c in self.choices)
         if self.kind == "bool":
             return isinstance(value, bool)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -102,6 +105,14 @@ FAMILIES: dict[str, dict[str, ParamDomain]] = {
         *_OPTIMIZATION,
         ParamDomain("layers", "int", 2, "number of hidden layers", low=1),
         ParamDomain("hidden_units", "int", 100, "units per hidden layer", low=1),
+        *_NORMALIZATION,
+    ]),
+    "cnn": _table([
+        *_OPTIMIZATION,
+        ParamDomain("conv_layers", "int", 2, "conv blocks (convolution, batch norm, activation, 2x2 max pool)", low=1),
+        ParamDomain("channels", "int", 8, "channels of the first block; each next block doubles them, up to 4x", low=1),
+        ParamDomain("kernel_size", "choice", 3, "side of the convolution kernels ('same' padding)", choices=(1, 3, 5, 7)),
+        ParamDomain("hidden_units", "int", 64, "units of the dense hidden layer before the output", low=1),
         *_NORMALIZATION,
     ]),
 }
