@@ -502,8 +502,10 @@ class Checkpoints:
 
     def drop_replaced(self, events: list[dict[str, Any]]) -> None:
         """Once a trial's newer line is logged, its older checkpoints are no longer needed."""
+        if not self.folder.exists():
+            return
         for e in events:
-            if e["event"] in ("rung", "trial") and self.folder.exists():
+            if e["event"] in ("rung", "trial"):
                 keep = e.get("checkpoint")
                 for path in self.folder.glob(f"{e['trial']}-e*.pt"):
                     if f"checkpoints/{path.name}" != keep:

@@ -51,48 +51,58 @@ class LocalExecutor:
         """Nothing to check before running: local workers always start."""
 
     def run(self, objective: Objective, tasks: Sequence[Task]) -> Iterator[list[TrialResult]]:
-        """Yield the results of tasks that finished together (persist each batch with one fsync)."""
+        """Yield the results of tasks that finished together (persist each batch with one fsync).
+
+        Each worker holds up to PIPELINE tasks: it starts the next one while the main
+        process writes the last one's result. A worker runs its tasks in order, so the
+        first of them is the one it is running: the one a crash or a timeout belongs to.
+        """
         from multiprocessing.connection import wait
 
         queue: deque[Task] = deque(tasks)
         retries: deque[Task] = deque()  # the single trials of a group whose worker died or ran out of time
-        busy: dict[_Worker, tuple[Task, float, float | None]] = {}
+        busy: dict[_Worker, deque[Task]] = {}
+        started: dict[_Worker, float] = {}  # when its first task began (as far as this process can tell)
         try:
             while queue or retries or busy:
-                while (queue or retries) and len(busy) < self.jobs:
-                    task = retries.popleft() if retries else queue.popleft()
-                    worker = self._idle.pop() if self._idle else _Worker(self.threads)
-                    started = time.monotonic()
-                    deadline = None if self.timeout_s is None else started + self.timeout_s * len(task.trials)
-                    busy[worker] = (task, started, deadline)
-                    if not worker.send(objective, task):
-                        pass  # it died before taking the task: its EOF is handled below like any crash
-                deadlines = [d for _, _, d in busy.values() if d is not None]
+                self._dispatch(objective, queue, retries, busy, started)
+                deadlines = [self._deadline(busy[w][0], started[w]) for w in busy]
+                deadlines = [d for d in deadlines if d is not None]
                 timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
                 ready = set(wait([w.conn for w in busy], timeout=timeout))
                 batch: list[TrialResult] = []
                 now = time.monotonic()
                 for worker in list(busy):
-                    task, started, deadline = busy[worker]
+                    pending = busy[worker]
                     if worker.conn in ready:
                         try:
-                            results = worker.receive()
+                            while pending:  # every result already waiting: one batch, one fsync for them all
+                                batch.extend(worker.receive())
+                                pending.popleft()
+                                started[worker] = time.monotonic()
+                                if not worker.conn.poll(0):
+                                    break
                         except (EOFError, OSError):
+                            batch.extend(self._crashed(worker, pending, started.pop(worker), retries))
                             del busy[worker]
-                            batch.extend(self._crashed(worker, task, started, retries))
                             continue
-                        del busy[worker]
-                        self._idle.append(worker)
-                        batch.extend(results)
-                    elif deadline is not None and now >= deadline:
-                        del busy[worker]
-                        worker.kill()
-                        if len(task.trials) > 1:
-                            retries.extend(task.split())
-                        else:
-                            batch.append(TrialResult.failed(
-                                task.trials[0], f"timeout after {self.timeout_s:g} s: the trial was stopped "
-                                                f"(search.timeout), its worker replaced", now - started))
+                        if not pending:
+                            del busy[worker], started[worker]
+                            self._idle.append(worker)
+                    else:
+                        deadline = self._deadline(pending[0], started[worker])
+                        if deadline is not None and now >= deadline:
+                            task = pending.popleft()
+                            retries.extendleft(reversed(pending))  # not started: they run again elsewhere
+                            del busy[worker]
+                            elapsed = now - started.pop(worker)
+                            worker.kill()
+                            if len(task.trials) > 1:
+                                retries.extend(task.split())
+                            else:
+                                batch.append(TrialResult.failed(
+                                    task.trials[0], f"timeout after {self.timeout_s:g} s: the trial was stopped "
+                                                    f"(search.timeout), its worker replaced", elapsed))
                 if batch:
                     yield batch
         except BaseException:  # Ctrl-C, or the consumer stopped early: running trials are abandoned
@@ -102,9 +112,36 @@ class LocalExecutor:
             self.shutdown(kill=True)
             raise
 
-    def _crashed(self, worker: "_Worker", task: Task, started: float, retries: deque[Task]) -> list[TrialResult]:
+    PIPELINE = 4
+
+    def _dispatch(self, objective: Objective, queue: deque[Task], retries: deque[Task],
+                  busy: dict["_Worker", deque[Task]], started: dict["_Worker", float]) -> None:
+        """Hand out tasks: first a worker to each idle slot (up to jobs), then a second task to busy ones."""
+        def take() -> Task | None:
+            return retries.popleft() if retries else (queue.popleft() if queue else None)
+
+        while (queue or retries) and len(busy) < self.jobs:
+            worker = self._idle.pop() if self._idle else _Worker(self.threads)
+            task = take()
+            busy[worker] = deque([task])
+            started[worker] = time.monotonic()
+            worker.send(objective, task)  # a worker that died before taking it shows as a crash below
+        for worker, pending in busy.items():
+            # a timed task waits for its worker: its clock must not start behind another task's
+            while (queue or retries) and len(pending) < self.PIPELINE and self.timeout_s is None:
+                task = take()
+                pending.append(task)
+                worker.send(objective, task)
+
+    def _deadline(self, task: Task, started: float) -> float | None:
+        return None if self.timeout_s is None else started + self.timeout_s * len(task.trials)
+
+    def _crashed(self, worker: "_Worker", pending: deque[Task], started: float, retries: deque[Task]) -> list[TrialResult]:
+        """The worker died: its first task killed it; the ones queued behind it run again."""
         reason = worker.exit_reason()
         worker.kill()
+        task = pending.popleft()
+        retries.extendleft(reversed(pending))
         if len(task.trials) > 1:  # which of the group killed it? each runs alone to find out
             retries.extend(task.split())
             return []
@@ -133,14 +170,18 @@ class _Worker:
             [sys.executable, "-m", "hptune.execution.worker", str(os.getpid()), str(threads)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True, close_fds=True)
         assert self.process.stdin is not None and self.process.stdout is not None
+        self._objective: Objective | None = None
         self._to = Connection(os.dup(self.process.stdin.fileno()), readable=False)
         self.conn = Connection(os.dup(self.process.stdout.fileno()), writable=False)
         self.process.stdin.close()
         self.process.stdout.close()
 
     def send(self, objective: Objective, task: Task) -> bool:
+        """Send a task; the objective goes only when it is not the one this worker already holds."""
+        same = objective is self._objective
+        self._objective = objective
         try:
-            self._to.send_bytes(pickle.dumps((objective, task), protocol=pickle.HIGHEST_PROTOCOL))
+            self._to.send_bytes(pickle.dumps((None if same else objective, task), protocol=pickle.HIGHEST_PROTOCOL))
             return True
         except OSError:
             return False

@@ -120,6 +120,7 @@ def serve(inbound: Any, outbound: Any, parent_pid: int, threads: int) -> None:
     from ..objectives.command import become_subreaper
 
     become_subreaper()  # what a training command leaves behind comes back here, to be ended
+    objective = None
     while True:
         try:
             message = pickle.loads(inbound.recv_bytes())
@@ -127,7 +128,8 @@ def serve(inbound: Any, outbound: Any, parent_pid: int, threads: int) -> None:
             return
         if message is None:
             return
-        objective, task = message
+        sent, task = message
+        objective = sent if sent is not None else objective  # sent once, then kept
         results = run_task(objective, task, threads)
         try:
             payload = pickle.dumps(results, protocol=pickle.HIGHEST_PROTOCOL)
