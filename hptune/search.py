@@ -213,7 +213,10 @@ class _Driver:
         self.state.log_bytes = self.store.log_size() or 0
 
     def _storage_error(self, err: OSError, path: Path) -> StorageError:
-        safe = sum(1 for r in self.state.results.values())
+        try:  # what is on disk now: a write that failed part way may still have put whole lines down
+            safe = len(RunState.from_store(self.store).results)
+        except (RunError, OSError):
+            safe = len(self.state.results)
         return StorageError(f"{path}: cannot write ({storage_reason(err)}). The search stopped; the {safe} finished "
                             f"trials in {self.store.path} are safe on disk. Free space (or make the folder writable) "
                             f"and resume with: hptune resume {self.store.path}")
