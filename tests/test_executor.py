@@ -157,3 +157,15 @@ def test_workers_torch_openmp_and_blas_respect_the_thread_limit(tmp_path):
             assert t["status"] == "ok", t["error"]
             torch_threads, omp_env, blas_max = (t["metrics"][k] for k in ("score", "omp_env", "blas_max"))
             assert torch_threads == omp_env == expected and 1 <= blas_max <= expected
+
+
+def test_large_tasks_and_large_results_cross_the_pipes_without_a_deadlock(tmp_path):
+    """Tasks bigger than a pipe holds, sent while the worker writes results bigger than a pipe holds."""
+    from hptune_test_helpers import hptune_run
+
+    space = {"x": {"low": 0.0, "high": 1.0}, "blob": "b" * 300_000}
+    config = user_config(tmp_path, "big_result", space=space, trials=10, jobs=1)  # no timeout: tasks pipelined
+    out = hptune_run("search", str(config), "--runs-dir", "runs", cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    trials = trial_events(tmp_path / "runs" / "user")
+    assert len(trials) == 10 and all(t["status"] == "ok" and len(t["curve"]) == 20000 for t in trials)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import sys
 import threading
@@ -120,12 +121,23 @@ def serve(inbound: Any, outbound: Any, parent_pid: int, threads: int) -> None:
     from ..objectives.command import become_subreaper
 
     become_subreaper()  # what a training command leaves behind comes back here, to be ended
+
+    # Tasks are read as soon as they arrive, by a thread of their own: the main process may send
+    # the next ones while this one still writes a large result back, and neither side then blocks.
+    inbox: queue.Queue = queue.Queue()
+
+    def read() -> None:
+        while True:
+            try:
+                inbox.put(pickle.loads(inbound.recv_bytes()))
+            except (EOFError, OSError):
+                inbox.put(None)
+                return
+
+    threading.Thread(target=read, name="hptune-inbox", daemon=True).start()
     objective = None
     while True:
-        try:
-            message = pickle.loads(inbound.recv_bytes())
-        except (EOFError, OSError):
-            return
+        message = inbox.get()
         if message is None:
             return
         sent, task = message
