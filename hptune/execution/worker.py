@@ -126,10 +126,10 @@ def serve(inbound: Any, outbound: Any, parent_pid: int, threads: int) -> None:
     # the next ones while this one still writes a large result back, and neither side then blocks.
     inbox: queue.Queue = queue.Queue()
 
-    def read() -> None:
+    def read() -> None:  # bytes only: nothing here may fail but the pipe
         while True:
             try:
-                inbox.put(pickle.loads(inbound.recv_bytes()))
+                inbox.put(inbound.recv_bytes())
             except (EOFError, OSError):
                 inbox.put(None)
                 return
@@ -137,7 +137,10 @@ def serve(inbound: Any, outbound: Any, parent_pid: int, threads: int) -> None:
     threading.Thread(target=read, name="hptune-inbox", daemon=True).start()
     objective = None
     while True:
-        message = inbox.get()
+        data = inbox.get()
+        if data is None:
+            return
+        message = pickle.loads(data)  # a task that cannot be read here ends this worker, as a crash does
         if message is None:
             return
         sent, task = message
