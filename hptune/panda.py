@@ -192,7 +192,8 @@ def from_trial(run_dir: Path | str, trial: int, *, overrides: dict[str, Any], ep
         progress("note", {"text": f"retraining trial {trial} of {run.path} to its {result.params.get('epochs', '')} "
                                   "epochs first (b0): caviar trials keep no checkpoints"})
     path = start(config, runs_dir or run.path.parent, overrides={}, epochs=None, progress=progress,
-                 source={"run": str(run.path), "trial": trial}, seed=result.seed, params=result.params)
+                 source={"run": str(run.path), "trial": trial, **({"stacked": True} if "group" in result.extra else {})},
+                 seed=result.seed, params=result.params)
     if overrides or epochs is not None:
         state = load(path)[1]
         end = state.branches["b0"].epoch
@@ -362,8 +363,16 @@ class _Panda:
         branch = state.branches[name]
         limit_threads(self.config.search.threads)
         data = _load_data(self.config)
-        trainer = Trainer(branch.params, data, seed=branch.seed, device=self.config.device, family=self.config.model)
-        if branch.points:  # resuming this branch
+        if branch.parent is None and (branch.source or {}).get("stacked") and self.config.model == "mlp":
+            # a search trial trained in a stacked group: retrained as a group of one, its numbers are the very same
+            from .training.solo import GroupOfOne
+
+            state0 = _load_checkpoint(self.store, branch, branch.epoch) if branch.points else None
+            trainer: Any = GroupOfOne(branch.params, data, seed=branch.seed, device=self.config.device, state=state0)
+        else:
+            trainer = Trainer(branch.params, data, seed=branch.seed, device=self.config.device,
+                              family=self.config.model)
+        if isinstance(trainer, Trainer) and branch.points:  # resuming this branch
             trainer.load_state_dict(_load_checkpoint(self.store, branch, branch.epoch))
         elif branch.parent is not None:  # a fork: the parent's state, then the new values
             parent = state.branches[branch.parent]

@@ -159,3 +159,31 @@ def test_panda_from_a_search_trial_retrains_it_then_continues_with_new_values(tm
     report = hptune_run("report", str(p), cwd=tmp_path)
     assert report.returncode == 0 and f"trial {trial['trial']} of s" in report.stdout
     assert "learning_rate=0.0001" in report.stdout and (p / "report.html").exists()
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_a_stacked_search_trial_interrupted_in_panda_resumes_to_its_very_curve(tmp_path, model):
+    space = {"learning_rate": {"low": 1e-3, "high": 1e-2, "scale": "log"}, "epochs": 4}
+    space.update({"hidden_units": 24} if model == "mlp" else {"channels": 4, "hidden_units": 16})
+    raw = {"name": "s", "seed": 2, "model": model, "data": {"dataset": "digits", "samples": 600},
+           "search": {"trials": 3, "jobs": 1}, "space": space}
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw))
+    run_dir = search(load_config(tmp_path / "s.yaml"), tmp_path / "runs", report=False).run_dir
+    trial = trial_events(run_dir)[2]
+    assert trial["group"] == 3  # trained in a stacked group
+
+    def stop_after_two(kind, info):
+        if kind == "epoch" and info["point"]["epoch"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(panda.Interrupted) as stopped:
+        panda.from_trial(run_dir, trial["trial"], overrides={}, epochs=None, progress=stop_after_two)
+    assert len(curve(stopped.value.run_dir, "b0")) == 2
+    panda.resume(stopped.value.run_dir)
+    again = curve(stopped.value.run_dir, "b0")
+    if model == "mlp":
+        assert again == trial["curve"]  # bit for bit, across the interruption
+    else:  # conv groups agree with a trial trained alone to float rounding
+        assert [p["epoch"] for p in again] == [1, 2, 3, 4]
+        for a, b in zip(again, trial["curve"]):
+            assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-3)

@@ -36,7 +36,7 @@ TOP_KEYS = ("name", "seed", "device", "model", "data", "objective", "search", "s
 DATA_KEYS = (*DataConfig.__dataclass_fields__, "seed")
 OBJECTIVE_KEYS = ("metric", "goal", "function", "path", "command", "program", "groups")
 SEARCH_KEYS = ("trials", "jobs", "threads", "rounds", "top", "margin", "backend", "address", "timeout", "halving",
-               "method")
+               "method", "stack")
 METHODS = ("random", "grid")
 HALVING_KEYS = ("min_epochs", "factor", "max_epochs", "brackets")
 RANGE_KEYS = ("low", "high", "scale", "integer", "step")
@@ -259,9 +259,22 @@ def _search(v: "_Validator", raw: Any) -> SearchConfig:
         timeout_s=None if timeout is None else v.number(timeout, "search.timeout", low=0.0, open_low=True),
         halving=_halving(v, raw.get("halving")),
         method=v.one_of(raw.get("method", "random"), "search.method", METHODS),
+        stack=_stack(v, raw.get("stack", "auto")),
     )
     _check_rounds(v, "search.rounds", out)
     return out
+
+
+def _stack(v: "_Validator", raw: Any) -> int | None:
+    """search.stack: auto (None), off (1) or a group size K >= 1."""
+    if raw is None or raw == "auto":
+        return None
+    if raw is False or raw == "off":  # (0 == False: a 0 must reach the integer check)
+        return 1
+    if isinstance(raw, str) and not raw.strip().isdigit():
+        raise v.fail("search.stack", f"must be auto, off or a number of trials to train as one model (e.g. 16); "
+                                     f"got {_q(raw)}.")
+    return v.integer(raw, "search.stack", low=1)
 
 
 def _halving(v: "_Validator", raw: Any) -> HalvingConfig | None:

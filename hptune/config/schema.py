@@ -74,6 +74,7 @@ class SearchConfig:
     timeout_s: float | None = None
     halving: HalvingConfig | None = None
     method: str = "random"  # or "grid": every combination of the listed values
+    stack: int | None = None  # the built-in trainer's group size (trials trained as one model); None = auto
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,7 @@ class Config:
             search["halving"] = self.search.halving.to_yaml()
         if self.search.method == "random":
             del search["method"]
+        search["stack"] = "auto" if self.search.stack is None else ("off" if self.search.stack == 1 else self.search.stack)
         out: dict[str, Any] = {
             "name": self.name,
             "seed": self.seed,

@@ -21,7 +21,7 @@ def objective_for(config: "Config") -> Objective:
 
         return BuiltinObjective(data=config.data, data_seed=config.data_seed, base_dir=config.base_dir,
                                 source=config.source, metric=config.objective.metric, device=config.device,
-                                family=config.model)
+                                family=config.model, stack=config.search.stack)
     halving = config.search.halving
     if config.objective.kind == "command":
         from .command import CommandObjective

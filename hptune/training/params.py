@@ -129,6 +129,40 @@ def defaults(family: str) -> dict[str, Any]:
     return {name: p.default for name, p in FAMILIES[family].items()}
 
 
+def resolve_params(params: dict[str, Any], family: str = DEFAULT_FAMILY) -> dict[str, Any]:
+    """The full parameter set: `params` over the family's defaults.
+
+    Raises ValueError for an unknown name or a value outside its domain (the
+    config layer has already given the user a proper message; this guards the
+    API). numpy scalars are turned into Python numbers; int parameters into int.
+    """
+    table = FAMILIES[family]
+    unknown = sorted(set(params) - set(table))
+    if unknown:
+        raise ValueError(f"unknown training parameter(s) {unknown} for the {family} model; known: {sorted(table)}")
+    resolved = defaults(family)
+    for name, value in params.items():
+        if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # a numpy scalar
+            value = value.item()
+        domain = table[name]
+        if domain.kind == "choice" and isinstance(value, float) and value.is_integer():
+            value = int(value)  # JSON may turn 3 into 3.0
+        if not domain.accepts(value):
+            raise ValueError(f"parameter {name}={value!r} is not {domain.describe()}")
+        resolved[name] = int(value) if domain.kind == "int" else value
+    return resolved
+
+
+# What trials must share to train as one stacked model (after defaults are filled in).
+# MLP: the layer structure and the batch schedule; hidden_units may differ (padded and masked),
+# and so may epochs (a member that is done leaves the group). Conv nets: the whole shape.
+STACK_KEYS = {
+    "mlp": ("layers", "activation", "batch_norm", "bn_position", "optimizer", "batch_size", "bn_stats"),
+    "cnn": ("conv_layers", "channels", "kernel_size", "hidden_units", "activation", "batch_norm", "bn_position",
+            "batch_size", "epochs"),
+}
+
+
 # The MLP family's table under its historical names.
 BUILTIN_PARAMS = FAMILIES["mlp"]
 DEFAULTS: dict[str, Any] = defaults("mlp")

@@ -22,7 +22,7 @@ from torch import nn
 from .device import check_device
 from .models import bn_layers, build_model, population_statistics
 from .optim import InverseTimeDecay, make_optimizer, set_hyperparameters
-from .params import DEFAULT_FAMILY, FAMILIES, defaults
+from .params import DEFAULT_FAMILY, resolve_params
 
 # Rows per evaluation forward pass; only bounds memory, since evaluation uses
 # the running statistics and so does not depend on how rows are grouped.
@@ -33,28 +33,6 @@ IMAGE_EVAL_CHUNK = 1024
 # What a fork may change (continuing from a checkpoint): everything that is not a shape.
 CHANGEABLE = ("learning_rate", "beta1", "beta2", "epsilon", "weight_decay", "lr_decay", "bn_momentum", "epochs",
               "batch_size", "bn_stats")
-
-
-def resolve_params(params: dict[str, Any], family: str = DEFAULT_FAMILY) -> dict[str, Any]:
-    """The full parameter set: `params` over the family's defaults.
-
-    Raises ValueError for an unknown name or a value outside its domain (the
-    config layer has already given the user a proper message; this guards the
-    API). numpy scalars are turned into Python numbers; int parameters into int.
-    """
-    table = FAMILIES[family]
-    unknown = sorted(set(params) - set(table))
-    if unknown:
-        raise ValueError(f"unknown training parameter(s) {unknown} for the {family} model; known: {sorted(table)}")
-    resolved = defaults(family)
-    for name, value in params.items():
-        if isinstance(value, np.generic):
-            value = value.item()
-        domain = table[name]
-        if not domain.accepts(value):
-            raise ValueError(f"parameter {name}={value!r} is not {domain.describe()}")
-        resolved[name] = int(value) if domain.kind == "int" else value
-    return resolved
 
 
 def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
@@ -166,8 +144,11 @@ class Trainer:
             optimizer.step()
             loss_sum += loss.detach()
         self.schedule.step()
-        train_loss = loss_sum.item() / len(bounds)
-        val_loss, val_accuracy = evaluate(model, self.X_val, self.y_val)
+        return self.record_epoch(loss_sum.item() / len(bounds))
+
+    def record_epoch(self, train_loss: float) -> dict[str, Any]:
+        """Close an epoch trained (here, or in a group): evaluate, extend the curve, check for divergence."""
+        val_loss, val_accuracy = evaluate(self.model, self.X_val, self.y_val)
         self.epoch += 1
         point = {"epoch": self.epoch, "train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy}
         self.curve.append(point)
