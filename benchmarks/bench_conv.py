@@ -34,7 +34,7 @@ Four parts, each printing JSON lines on stdout ("bench": ...):
               with one bar for BN on and off (the weaker run's best minus 3
               points), the share of rates that reach it. These
               runs share one structure, so they are trained 8 at a time with
-              `hptune.conv_stacked.train_conv_trials_stacked` (same results as
+              `hptune.training.stacked_conv.train_conv_group` (same results as
               separate trials, to float rounding).
 
 The search and batch-norm parts run in 2 worker processes with one torch
@@ -148,9 +148,9 @@ def run_trial(family: str, params: dict[str, Any], seed: int, samples: int) -> d
 
 def run_stack(params_list: list[dict[str, Any]], seeds: list[int], samples: int) -> list[dict[str, Any]]:
     """Batch-norm sweep trials that share a structure, trained as one stack in a worker."""
-    from hptune.conv_stacked import train_conv_trials_stacked
+    from hptune.training.stacked_conv import train_conv_group
 
-    outs = train_conv_trials_stacked(params_list, glyph_data(samples, False), seeds=seeds)
+    outs = train_conv_group(params_list, glyph_data(samples, False), seeds=seeds)
     return [{"params": p, "status": o["status"], "val_accuracy": o["metrics"]["val_accuracy"]}
             for p, o in zip(params_list, outs)]  # fmt: skip
 

@@ -111,11 +111,11 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run_command(jobs: int, trials: int, work: Path) -> dict[str, Any]:
+def run_command(jobs: int, trials: int, work: Path, config: Path = CONFIG) -> dict[str, Any]:
     """`hptune search` as a subprocess; the time of each stderr line is noted as it arrives."""
     runs = Path(tempfile.mkdtemp(dir=work))
     start = time.perf_counter()
-    proc = subprocess.Popen([*HPTUNE, "search", str(CONFIG), "--trials", str(trials), "--jobs", str(jobs),
+    proc = subprocess.Popen([*HPTUNE, "search", str(config), "--trials", str(trials), "--jobs", str(jobs),
                              "--runs-dir", str(runs)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, env=child_env(), cwd=work)
     trial_times: list[float] = []
@@ -135,7 +135,7 @@ def run_command(jobs: int, trials: int, work: Path) -> dict[str, Any]:
     reader.join()
     if proc.returncode != 0 or len(trial_times) != trials:
         raise RuntimeError(f"hptune search failed ({proc.returncode}):\n{''.join(tail[-20:])}")
-    return {"wall_s": wall, "first_trial_s": trial_times[0], "last_trial_s": trial_times[-1]}
+    return {"wall_s": wall, "first_trial_s": trial_times[0], "last_trial_s": trial_times[-1], "runs_dir": str(runs)}
 
 
 def run_trial_phase(jobs: int, trials: int) -> dict[str, Any]:
@@ -146,7 +146,7 @@ def run_trial_phase(jobs: int, trials: int) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_optuna(trials: int, work: Path) -> dict[str, Any]:
+def run_optuna(trials: int, work: Path, config_path: Path = CONFIG) -> dict[str, Any]:
     """Optuna, 2 processes on a journal file, the same configurations and seeds as hptune's plan."""
     import math
 
@@ -160,7 +160,7 @@ def run_optuna(trials: int, work: Path) -> dict[str, Any]:
         from optuna.storages.journal import JournalFileBackend
     except ImportError:  # optuna < 4
         from optuna.storages import JournalFileStorage as JournalFileBackend
-    config = with_overrides(load_config(CONFIG), trials=trials)
+    config = with_overrides(load_config(config_path), trials=trials)
     path = str(Path(tempfile.mkdtemp(dir=work)) / "journal.log")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(study_name="bench", storage=JournalStorage(JournalFileBackend(path)),
