@@ -53,9 +53,12 @@ class LocalExecutor:
     def run(self, objective: Objective, tasks: Sequence[Task]) -> Iterator[list[TrialResult]]:
         """Yield the results of tasks that finished together (persist each batch with one fsync).
 
-        Each worker holds up to PIPELINE tasks: it starts the next one while the main
-        process writes the last one's result. A worker runs its tasks in order, so the
-        first of them is the one it is running: the one a crash or a timeout belongs to.
+        A worker whose tasks are short (under PIPELINE_BELOW_S) holds up to PIPELINE of them:
+        it starts the next one while the main process writes the last one's result. One
+        with long tasks (stacked groups, real training) holds one at a time, so that no
+        task waits behind another while a worker is idle. A worker runs its tasks in
+        order, so the first of them is the one it is running: the one a crash or a
+        timeout belongs to.
         """
         from multiprocessing.connection import wait
 
@@ -79,6 +82,7 @@ class LocalExecutor:
                             while pending:  # every result already waiting: one batch, one fsync for them all
                                 batch.extend(worker.receive())
                                 pending.popleft()
+                                worker.last_task_s = time.monotonic() - started[worker]
                                 started[worker] = time.monotonic()
                                 if not worker.conn.poll(0):
                                     break
@@ -113,6 +117,7 @@ class LocalExecutor:
             raise
 
     PIPELINE = 4
+    PIPELINE_BELOW_S = 0.05
 
     def _dispatch(self, objective: Objective, queue: deque[Task], retries: deque[Task],
                   busy: dict["_Worker", deque[Task]], started: dict["_Worker", float]) -> None:
@@ -128,7 +133,8 @@ class LocalExecutor:
             worker.send(objective, task)  # a worker that died before taking it shows as a crash below
         for worker, pending in busy.items():
             # a timed task waits for its worker: its clock must not start behind another task's
-            while (queue or retries) and len(pending) < self.PIPELINE and self.timeout_s is None:
+            depth = self.PIPELINE if worker.last_task_s < self.PIPELINE_BELOW_S else 1
+            while (queue or retries) and len(pending) < depth and self.timeout_s is None:
                 task = take()
                 pending.append(task)
                 worker.send(objective, task)
@@ -151,6 +157,9 @@ class LocalExecutor:
     def shutdown(self, kill: bool = False) -> None:
         """Stop the idle workers (kill=True: at once, without letting them exit cleanly)."""
         workers, self._idle = self._idle, []
+        if not kill:
+            for w in workers:  # all asked first, so that they exit together
+                w.ask_to_stop()
         for w in workers:
             w.kill() if kill else w.stop()
 
@@ -171,6 +180,8 @@ class _Worker:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, start_new_session=True, close_fds=True)
         assert self.process.stdin is not None and self.process.stdout is not None
         self._objective: Objective | None = None
+        self.last_task_s = float("inf")  # how long its last task took (unknown yet: as if long)
+        self._asked = False  # to stop
         self._to = Connection(os.dup(self.process.stdin.fileno()), readable=False)
         self.conn = Connection(os.dup(self.process.stdout.fileno()), writable=False)
         self.process.stdin.close()
@@ -203,12 +214,17 @@ class _Worker:
             return f"exit code {name}({code}): killed, crashed or out of memory"
         return f"exit code EXIT({code}): the process ended during the trial"
 
+    def ask_to_stop(self) -> None:
+        if not self._asked:
+            self._asked = True
+            try:
+                self._to.send_bytes(pickle.dumps(None))
+            except OSError:
+                pass
+
     def stop(self) -> None:
         """Ask the worker to exit; kill it if it does not within a grace period."""
-        try:
-            self._to.send_bytes(pickle.dumps(None))
-        except OSError:
-            pass
+        self.ask_to_stop()
         try:
             self.process.wait(timeout=_STOP_GRACE_S)
         except subprocess.TimeoutExpired:

@@ -236,9 +236,11 @@ class BuiltinObjective:
     def _warm_up(self, data: Any) -> None:
         """Pay a process's one-off costs before its first timed trial.
 
-        The first optimizer a process builds imports torch._dynamo (about 1 s), and
-        the first steps initialize kernels: a two-step training on a slice of the
-        data does both, so that duration_s measures the trial alone.
+        The first steps initialize kernels, and the first torch optimizer a process builds
+        imports torch._dynamo (about 1 s): a two-step training on a slice of the data, by
+        the path the trials will take, pays both, so that duration_s measures the trial
+        alone. Stacked MLP groups step their own batched optimizers and never need
+        torch._dynamo, so their workers are ready a second sooner.
         """
         if self.device in _WARMED:
             return
@@ -251,6 +253,11 @@ class BuiltinObjective:
                                y_val=data.y_val[:64], X_test=None, y_test=None,
                                n_features=data.n_features, n_classes=data.n_classes, input_shape=data.input_shape)
         try:
-            train_trial({"epochs": 1}, tiny, seed=0, device=self.device, family=self.family)
+            if self.family == "mlp" and self.stack_size() > 1:
+                from ..training.stacked import StackedMLPTrainer
+
+                StackedMLPTrainer([{"epochs": 1}], [0], tiny, device=self.device).train_epoch()
+            else:
+                train_trial({"epochs": 1}, tiny, seed=0, device=self.device, family=self.family)
         except Exception:  # the real trial reports any problem with the data or the device
             pass
