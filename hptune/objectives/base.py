@@ -84,6 +84,23 @@ def one_per_task(specs: Sequence[TrialSpec], *, budget: int | None = None,
     return [Task((s,), budget, (resume[i],) if resume else None, keep_state) for i, s in enumerate(specs)]
 
 
+class OnePerTrial:
+    """What objectives that run one trial per task share (your function, a command): their tasks, and a
+    trial's budget for successive halving: `max_epochs`, else a fixed integer `epochs` parameter."""
+
+    max_epochs: int | None = None
+
+    def groups(self, specs: Sequence[TrialSpec], *, budget: int | None = None,
+               resume: Sequence[Resume | None] | None = None, keep_state: bool = False) -> list[Task]:
+        return one_per_task(specs, budget=budget, resume=resume, keep_state=keep_state)
+
+    def budget(self, spec: TrialSpec) -> int | None:
+        if self.max_epochs is not None:
+            return self.max_epochs
+        epochs = spec.params.get("epochs")
+        return int(epochs) if isinstance(epochs, int) and not isinstance(epochs, bool) else None
+
+
 def to_plain(value: Any, where: str) -> Any:
     """A JSON-ready copy of `value`: numpy scalars and arrays become numbers and lists, tuples become lists.
 

@@ -38,14 +38,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
 from ..records import Status, TrialResult, TrialSpec
-from .base import Resume, Task, error_text, metric_value, one_per_task
+from .base import OnePerTrial, Task, error_text, metric_value
 
 PLACEHOLDER_RE = re.compile(r"(?<!\$)\{([A-Za-z_][\w.-]*)\}")
 NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf|infinity)"
@@ -55,7 +54,7 @@ SHIM = Path(__file__).resolve().parent / "wandb_shim"
 
 
 @dataclass(frozen=True)
-class CommandObjective:
+class CommandObjective(OnePerTrial):
     """command: a shell command string, or a list of tokens (W&B's form, run without a shell);
     workdir: where it runs; program/groups: W&B's ${program} and nested parameter groups."""
 
@@ -84,16 +83,6 @@ class CommandObjective:
         if self.program is not None and not (Path(self.workdir) / self.program).exists():
             raise UserError(f"{self.source}: objective.program: {self.program} not found in {self.workdir} "
                             "(a relative program is read from the config file's folder).")
-
-    def groups(self, specs: Sequence[TrialSpec], *, budget: int | None = None,
-               resume: Sequence[Resume | None] | None = None, keep_state: bool = False) -> list[Task]:
-        return one_per_task(specs, budget=budget, resume=resume, keep_state=keep_state)
-
-    def budget(self, spec: TrialSpec) -> int | None:
-        if self.max_epochs is not None:
-            return self.max_epochs
-        epochs = spec.params.get("epochs")
-        return int(epochs) if isinstance(epochs, int) and not isinstance(epochs, bool) else None
 
     def run(self, task: Task) -> list[TrialResult]:
         return [self.run_one(spec, task.budget) for spec in task.trials]

@@ -23,20 +23,19 @@ import inspect
 import math
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import UserError
 from ..records import Status, TrialResult, TrialSpec
-from .base import Resume, Task, error_text, metric_value, one_per_task, to_plain
+from .base import OnePerTrial, Task, error_text, metric_value, to_plain
 
 _FUNCTIONS: dict[str, Callable[..., Any]] = {}
 _TAKES_SEED: dict[Any, bool] = {}
 
 
 @dataclass(frozen=True)
-class FunctionObjective:
+class FunctionObjective(OnePerTrial):
     """function: "package.module:function"; base_dir: put first on sys.path to import it."""
 
     function: str
@@ -64,16 +63,6 @@ class FunctionObjective:
             raise UserError(f"{self.source}: search.halving: {self.function} must be a generator that yields a dict "
                             "of metrics after each epoch (`yield {\"score\": ...}`), so that a pruned trial can be "
                             "stopped; it returns its metrics once. Remove search.halving, or yield per epoch.")
-
-    def groups(self, specs: Sequence[TrialSpec], *, budget: int | None = None,
-               resume: Sequence[Resume | None] | None = None, keep_state: bool = False) -> list[Task]:
-        return one_per_task(specs, budget=budget, resume=resume, keep_state=keep_state)
-
-    def budget(self, spec: TrialSpec) -> int | None:
-        if self.max_epochs is not None:
-            return self.max_epochs
-        epochs = spec.params.get("epochs")
-        return int(epochs) if isinstance(epochs, int) and not isinstance(epochs, bool) else None
 
     def run(self, task: Task) -> list[TrialResult]:
         fn = load_function(self.function, self.base_dir)

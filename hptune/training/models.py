@@ -42,6 +42,15 @@ _ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "s
 MAX_DOUBLINGS = 2
 
 
+def _check_block(activation: str, bn_position: str, bn_momentum: float) -> None:
+    """The checks every family's hidden block shares."""
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of {', '.join(_ACTIVATIONS)}, got {activation!r}")
+    if bn_position not in ("before", "after"):
+        raise ValueError(f"bn_position must be 'before' or 'after', got {bn_position!r}")
+    if not 0.0 <= bn_momentum < 1.0:
+        raise ValueError(f"bn_momentum must satisfy 0 <= bn_momentum < 1, got {bn_momentum}")
+
 class BNMLP(nn.Module):
     """`layers` hidden layers of `hidden_units` units, then a linear output to `n_classes` logits.
 
@@ -76,12 +85,7 @@ class BNMLP(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(_ACTIVATIONS)}, got {activation!r}")
-        if bn_position not in ("before", "after"):
-            raise ValueError(f"bn_position must be 'before' or 'after', got {bn_position!r}")
-        if not 0.0 <= bn_momentum < 1.0:
-            raise ValueError(f"bn_momentum must satisfy 0 <= bn_momentum < 1, got {bn_momentum}")
+        _check_block(activation, bn_position, bn_momentum)
         if n_classes < 2 or n_features < 1 or layers < 1 or hidden_units < 1:
             raise ValueError("need n_features >= 1, n_classes >= 2, layers >= 1 and hidden_units >= 1")
 
@@ -163,12 +167,7 @@ class BNConvNet(nn.Module):
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(_ACTIVATIONS)}, got {activation!r}")
-        if bn_position not in ("before", "after"):
-            raise ValueError(f"bn_position must be 'before' or 'after', got {bn_position!r}")
-        if not 0.0 <= bn_momentum < 1.0:
-            raise ValueError(f"bn_momentum must satisfy 0 <= bn_momentum < 1, got {bn_momentum}")
+        _check_block(activation, bn_position, bn_momentum)
         if len(input_shape) != 3 or min(input_shape) < 1:
             raise ValueError(f"input_shape must be (C, H, W) with every size >= 1, got {input_shape!r}")
         if n_classes < 2 or conv_layers < 1 or channels < 1 or hidden_units < 1:
