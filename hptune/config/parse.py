@@ -25,7 +25,8 @@ from ..records import short_repr
 from ..space import SCALES, Choice, Fixed, Param, Range, Space
 from ..training.params import DEFAULT_FAMILY, FAMILIES, ParamDomain
 from .lint import lint_space
-from .schema import BUILTIN_METRICS, Config, DataConfig, HalvingConfig, ObjectiveConfig, SearchConfig
+from .schema import (BUILTIN_METRICS, NAME_RULE, Config, DataConfig, HalvingConfig, ObjectiveConfig,
+                     SearchConfig, run_name_from, valid_name)
 from .source import line_of, parse_yaml, read_text
 
 GOALS = ("maximize", "minimize")
@@ -41,21 +42,7 @@ METHODS = ("random", "grid")
 HALVING_KEYS = ("min_epochs", "factor", "max_epochs", "brackets")
 RANGE_KEYS = ("low", "high", "scale", "integer", "step")
 CHOICE_KEYS = ("values", "weights")
-NAME_MAX = 128
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-NAME_RULE = (f"must start with an ASCII letter or digit, followed by letters, digits, '.', '_' or '-', "
-             f"at most {NAME_MAX} characters (it names a folder)")
 FUNCTION_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
-
-
-def run_name_from(stem: str) -> str:
-    """A valid run name from a file's stem: other characters become '-' ("my exp" -> "my-exp")."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).lstrip("._-")[:NAME_MAX]
-    return name or "run"
-
-
-def valid_name(name: str) -> bool:
-    return bool(NAME_RE.match(name)) and len(name) <= NAME_MAX
 
 
 # ----------------------------------------------------------------------------

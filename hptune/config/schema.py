@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,24 @@ from ..space import Space
 from ..training.dataspec import BUILTIN_DATASETS, DataConfig
 from ..training.params import BUILTIN_METRICS
 
-__all__ = ["BUILTIN_DATASETS", "BUILTIN_METRICS", "Config", "DataConfig", "HalvingConfig", "ObjectiveConfig",
-           "SearchConfig"]
+__all__ = ["BUILTIN_DATASETS", "BUILTIN_METRICS", "NAME_MAX", "Config", "DataConfig", "HalvingConfig",
+           "ObjectiveConfig", "SearchConfig", "run_name_from", "valid_name"]
+
+# A run's name names its folder.
+NAME_MAX = 128
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+NAME_RULE = (f"must start with an ASCII letter or digit, followed by letters, digits, '.', '_' or '-', "
+             f"at most {NAME_MAX} characters (it names a folder)")
+
+
+def run_name_from(stem: str) -> str:
+    """A valid run name from a file's stem: other characters become '-' ("my exp" -> "my-exp")."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).lstrip("._-")[:NAME_MAX]
+    return name or "run"
+
+
+def valid_name(name: str) -> bool:
+    return bool(NAME_RE.match(name)) and len(name) <= NAME_MAX
 
 
 @dataclass(frozen=True)

@@ -251,7 +251,7 @@ class _Translator:
         return config, notes
 
     def name(self, raw: Any) -> str:
-        from .parse import NAME_RE, run_name_from
+        from .schema import NAME_RE, run_name_from
 
         if not isinstance(raw, str) or not raw.strip():
             raise self.fail("name", f"must be a string (the sweep's name); got {_short(raw)}.")
