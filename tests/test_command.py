@@ -212,3 +212,33 @@ def test_a_wandb_sweep_file_runs_with_no_server(tmp_path):
     (tmp_path / "converted.yaml").write_text(converted.stdout)
     cfg = load_config(tmp_path / "converted.yaml")
     assert cfg.space["lr"].scale == "log" and cfg.objective.command[2] == "${program}"
+
+
+def test_a_wandb_grid_sweep_runs_every_combination_once_then_stops(tmp_path):
+    wandb_installed()
+    import shutil
+
+    shutil.copy(PROGRAMS / "wandb_program.py", tmp_path / "wandb_program.py")
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump({
+        "program": "wandb_program.py", "method": "grid", "metric": {"name": "val_loss", "goal": "minimize"},
+        "parameters": {"lr": {"values": [0.001, 0.01, 0.1]}, "layers": {"values": [1, 2]}}}))
+    out = hptune_run("search", "grid.yaml", "--runs-dir", "runs", cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    trials = trial_events(tmp_path / "runs" / "grid")
+    assert all(t["status"] == "ok" for t in trials)
+    combos = sorted((t["params"]["lr"], t["params"]["layers"]) for t in trials)
+    assert combos == sorted((lr, layers) for lr in (0.001, 0.01, 0.1) for layers in (1, 2))  # each once, no more
+    best = min(trials, key=lambda t: t["metrics"]["val_loss"])
+    assert (best["params"]["lr"], best["params"]["layers"]) == (0.01, 1)  # the program's minimum
+
+
+def test_convert_of_a_file_that_is_no_sweep_or_is_broken_is_one_clear_error(tmp_path):
+    (tmp_path / "broken.yaml").write_text("method: grid\nparameters: {lr: {values: [0.1, }\n")
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump({"space": {"epochs": 1}}))
+    (tmp_path / "normal.yaml").write_text(yaml.safe_dump({
+        "method": "random", "metric": {"name": "loss"}, "parameters": {"lr": {"distribution": "normal"}}}))
+    for name, words in (("broken.yaml", "broken.yaml"), ("mine.yaml", "not a W&B sweep"),
+                        ("normal.yaml", "parameters.lr"), ("missing.yaml", "missing.yaml")):
+        out = hptune_run("convert", name, cwd=tmp_path)
+        assert out.returncode != 0 and "Traceback" not in out.stderr, (name, out.stderr)
+        assert out.stderr.startswith("error:") and words in out.stderr, (name, out.stderr)
