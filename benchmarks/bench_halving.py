@@ -1,7 +1,7 @@
 """Successive halving: epochs saved, and search quality at an equal budget against Optuna's pruners.
 
 Problem: hptune's built-in trainer (the BN MLP) on the synthetic problem (20,000 x 100,
-10 classes) or the generated glyph images (`--problem glyphs`, once available), the space
+10 classes) or the generated glyph images (`--problem glyphs`, as rows of pixels), the space
 of configs/digits.yaml, `--epochs` (9) epochs per trial, `--seeds` (5) seeds; every method
 trains on the same data (data seed 0), training seed of trial t = hptune's `training_seed(s, t)`.
 
