@@ -44,6 +44,7 @@ sys.path.insert(0, str(ROOT))
 
 from hptune.config import parse_space  # noqa: E402
 from hptune.refine import zoom  # noqa: E402
+from hptune.records import TrialResult  # noqa: E402
 from hptune.sampling import sample_trials  # noqa: E402
 from hptune.store import RunStore  # noqa: E402
 
@@ -98,16 +99,18 @@ def build_run(runs_dir: Path, trials: int, rounds: int = 3, seed: int = 0) -> Pa
         n = trials // rounds if r < rounds else trials - first
         parent_meta: dict[str, Any] = {"parent": None, "top": None, "margin": None}
         if r > 1:
-            done = [e for e in events if e["event"] == "trial" and e["round"] == r - 1]
+            done = [TrialResult.from_event(e) for e in events if e["event"] == "trial" and e["round"] == r - 1]
             z = zoom(space, done, metric="val_accuracy", goal="maximize", top=max(3, len(done) // 20), margin=0.1,
                      original=original)
             space = z.space
             parent_meta = {"parent": r - 1, "top": z.top, "margin": z.margin}
+        numbers = range(first, first + n)
+        drawn = list(zip(numbers, sample_trials(space, seed, numbers)))
         events.append({"event": "round", "round": r, "first_trial": first, "trials": n, "seed": seed,
                        "planned": rounds, "space": space.to_yaml(), **parent_meta,
+                       "specs": [{"trial": t, "params": params, "seed": t} for t, params in drawn],
                        "time": _iso(t0 + first * 0.05)})
-        numbers = range(first, first + n)
-        for t, params in zip(numbers, sample_trials(space, seed, numbers)):
+        for t, params in drawn:
             status, metrics, curve, error = objective(params, rng)
             events.append({"event": "trial", "trial": t, "round": r, "status": status, "params": params,
                            "metrics": metrics, "duration_s": round(float(rng.uniform(0.5, 3.0)), 3), "seed": t,
