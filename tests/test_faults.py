@@ -110,8 +110,8 @@ def test_a_second_writer_is_refused_and_a_killed_writers_lock_is_not_stale(tmp_p
 
 @pytest.mark.slow
 def test_kill_9_then_resume_runs_exactly_the_owed_trials_with_their_parameters(tmp_path):
-    space = {"x": {"low": 0.0, "high": 1.0}, "sleep_s": 0.04}
-    config = user_config(tmp_path, "slow", space=space, trials=24, jobs=2, rounds=2)  # ~1 s of trials
+    space = {"x": {"low": 0.0, "high": 1.0}, "sleep_s": 0.1}
+    config = user_config(tmp_path, "slow", space=space, trials=24, jobs=2, rounds=2)  # ~2.5 s of trials
     reference = search(load_config(config), tmp_path / "reference").run_dir  # the same search, never interrupted
 
     run_dir = tmp_path / "runs" / "user"
@@ -145,7 +145,8 @@ def test_kill_9_then_resume_runs_exactly_the_owed_trials_with_their_parameters(t
 
 @pytest.mark.slow
 def test_ctrl_c_stops_keeps_finished_trials_says_how_to_resume_and_exits_130(tmp_path):
-    space = {"x": {"low": 0.0, "high": 1.0}, "sleep_s": 0.04}
+    # ~3 s of trials: a loaded machine must not let the search finish before the Ctrl-C lands
+    space = {"x": {"low": 0.0, "high": 1.0}, "sleep_s": 0.15}
     config = user_config(tmp_path, "slow", space=space, trials=40, jobs=2)
     run_dir = tmp_path / "runs" / "user"
     proc = hptune_process("search", str(config), "--runs-dir", "runs", cwd=tmp_path)

@@ -163,7 +163,7 @@ def test_kill_9_in_the_middle_of_a_rung_then_resume_continues_the_same_schedule(
                                                halving={"min_epochs": 1, "factor": 3})), tmp_path / "runs",
                        report=False).run_dir
     # the same config, made slow enough to be killed in the middle of its first rung
-    config = user_config(tmp_path, "slow_per_epoch", space={**space, "sleep_s": 0.05}, trials=27, jobs=2, name="k",
+    config = user_config(tmp_path, "slow_per_epoch", space={**space, "sleep_s": 0.1}, trials=27, jobs=2, name="k",
                          halving={"min_epochs": 1, "factor": 3})
     proc = hptune_process("search", str(config), "--runs-dir", "runs", cwd=tmp_path)
     run_dir = tmp_path / "runs" / "k"
