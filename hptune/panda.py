@@ -37,10 +37,9 @@ from .config.schema import Config
 from .errors import RunError, StorageError, UserError, storage_reason
 from .records import short_repr
 from .store import LogLine, RunStore, now_iso
+from .training.params import CHANGEABLE
 
 KIND = "panda"
-CHANGEABLE = ("learning_rate", "beta1", "beta2", "epsilon", "weight_decay", "lr_decay", "bn_momentum", "epochs",
-              "batch_size", "bn_stats")
 ProgressFn = Callable[[str, dict[str, Any]], None]
 _FROM_RE = re.compile(r"^(?P<branch>[A-Za-z0-9_.-]+)(?:@(?P<epoch>\d+))?$")
 

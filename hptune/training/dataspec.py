@@ -41,7 +41,7 @@ class DataConfig:
     @property
     def n_samples(self) -> int:
         """The samples of a generated problem (its default when none were given)."""
-        return self.samples if self.samples is not None else SAMPLES.get(self.dataset, 20000)
+        return self.samples if self.samples is not None else SAMPLES.get(self.dataset, SAMPLES["synthetic"])
 
     def to_dict(self) -> dict[str, Any]:
         """The fields as a plain dict (for YAML snapshots)."""

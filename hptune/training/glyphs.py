@@ -40,9 +40,11 @@ import math
 
 import numpy as np
 
+from .dataspec import SAMPLES, DataConfig
+
 N_CLASSES = 10
-DEFAULT_SAMPLES = 6000
-DEFAULT_SIZE = 16
+DEFAULT_SAMPLES = SAMPLES["glyphs"]
+DEFAULT_SIZE = DataConfig.image_size  # the config's default side
 
 # Random drawing parameters (ranges are uniform unless said otherwise).
 SCALE = (0.50, 0.75)  # glyph height, as a share of the image side

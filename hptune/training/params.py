@@ -119,11 +119,6 @@ FAMILIES: dict[str, dict[str, ParamDomain]] = {
 DEFAULT_FAMILY = "mlp"
 
 
-def family_params(family: str) -> dict[str, ParamDomain]:
-    """The parameter table of a model family; KeyError for an unknown one."""
-    return FAMILIES[family]
-
-
 def defaults(family: str) -> dict[str, Any]:
     """Every parameter of a family at its default value."""
     return {name: p.default for name, p in FAMILIES[family].items()}
@@ -163,6 +158,6 @@ STACK_KEYS = {
 }
 
 
-# The MLP family's table under its historical names.
-BUILTIN_PARAMS = FAMILIES["mlp"]
-DEFAULTS: dict[str, Any] = defaults("mlp")
+# What a fork may change (continuing from a checkpoint): everything that is not a shape.
+CHANGEABLE = ("learning_rate", "beta1", "beta2", "epsilon", "weight_decay", "lr_decay", "bn_momentum", "epochs",
+              "batch_size", "bn_stats")

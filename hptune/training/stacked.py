@@ -92,10 +92,11 @@ import torch
 from torch import nn
 
 from .device import check_device
+from .params import STACK_KEYS
 from .trainer import EVAL_CHUNK, batch_bounds, resolve_params
 from .trainer import to_tensor as _to_tensor
 
-STRUCTURE_KEYS = ("layers", "activation", "batch_norm", "bn_position", "optimizer", "batch_size", "bn_stats")
+STRUCTURE_KEYS = STACK_KEYS["mlp"]  # the keys objectives.builtin groups MLP trials by
 
 BN_EPS = 1e-5  # nn.BatchNorm1d's default, as BNMLP uses it
 
@@ -515,10 +516,9 @@ class StackedMLPTrainer:
         self._R = max(_round_up(K * Hs, _ROW_ALIGN), _ROW_ALIGN)
         R = self._R
         self._entries, P, self._groups = _entries(spec, Hs, F, C)
-        self._P = P
         self._batches: dict[int, _Batch] = {}
         self._tmp: dict[tuple[int, ...], torch.Tensor] = {}
-        self._lin, self._bn = module_indices(L, spec["batch_norm"], spec["bn_position"])
+        _, self._bn = module_indices(L, spec["batch_norm"], spec["bn_position"])
         opt = spec["optimizer"]
 
         flat = torch.zeros(K, P)

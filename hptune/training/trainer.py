@@ -22,7 +22,7 @@ from torch import nn
 from .device import check_device
 from .models import bn_layers, build_model, population_statistics
 from .optim import InverseTimeDecay, make_optimizer, set_hyperparameters
-from .params import DEFAULT_FAMILY, resolve_params
+from .params import CHANGEABLE, DEFAULT_FAMILY, resolve_params
 
 # Rows per evaluation forward pass; only bounds memory, since evaluation uses
 # the running statistics and so does not depend on how rows are grouped.
@@ -30,9 +30,6 @@ EVAL_CHUNK = 16384
 # A conv net's activations hold channels · H · W values per image, not hidden_units.
 IMAGE_EVAL_CHUNK = 1024
 
-# What a fork may change (continuing from a checkpoint): everything that is not a shape.
-CHANGEABLE = ("learning_rate", "beta1", "beta2", "epsilon", "weight_decay", "lr_decay", "bn_momentum", "epochs",
-              "batch_size", "bn_stats")
 
 
 def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
