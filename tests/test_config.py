@@ -186,6 +186,25 @@ def test_overrides_are_validated_like_the_file():
         with_overrides(cfg, function="nope")
 
 
+def test_overrides_meet_the_checks_that_tie_search_to_the_space():
+    """What the file would refuse (a grid over several rounds or more trials than combinations, halving
+    rounds with too few trials reaching the budget, a null fixed value) is refused from the command line too."""
+    grid = parse_config({"search": {"method": "grid", "trials": 4}, "space": {"layers": [2, 3], "batch_size": [32, 64]}},
+                        source="g.yaml")
+    with pytest.raises(ConfigError, match="search.rounds: a grid runs once"):
+        with_overrides(grid, rounds=3)
+    with pytest.raises(ConfigError, match="search.trials: the grid has 4 combinations"):
+        with_overrides(grid, trials=50)
+    halving = parse_config({"search": {"halving": {"factor": 4}, "trials": 12}, "space": {"epochs": 20}}, source="h.yaml")
+    with pytest.raises(ConfigError, match="coarse to fine needs 3"):
+        with_overrides(halving, rounds=2)
+    assert with_overrides(halving, trials=48, rounds=2).search.rounds == 2
+    with pytest.raises(ConfigError, match="space.learning_rate.value: must be a single number"):
+        parse_config({"space": {"learning_rate": {"value": None}}}, source="n.yaml")
+    assert parse_config({"objective": {"function": "m:f", "metric": "s"}, "space": {"x": {"value": None}}},
+                        source="n.yaml").space["x"].value is None  # your own objective may fix any value
+
+
 @pytest.mark.parametrize("space, fragment", [
     ({"weight_decay": {"low": 1e-6, "high": 1e-1}}, "consider `scale: log`"),
     ({"beta1": {"low": 0.9, "high": 0.999}}, "consider `scale: one_minus_log`"),

@@ -99,9 +99,7 @@ def parse_config(raw: Any, *, source: str = "config", base_dir: Path | str = "."
     if "space" not in raw:
         raise v.fail("space", "is missing: give the parameters to tune, e.g. `learning_rate: {low: 1.0e-4, high: 1.0, scale: log}`.")
     space = _space(v, raw["space"], family=model if objective.kind == "builtin" else None)
-    _check_halving(v, search, space, objective.kind == "builtin", model)
-    if search.method == "grid":
-        _check_grid(v, search, space)
+    _check_search(v, search, space, objective.kind == "builtin", model)
     warnings = tuple(lint_space(space, source))
     return Config(name=name, seed=seed, space=space, data=data, objective=objective, search=search,
                   device=device, model=model, data_seed=data_seed, source=source, base_dir=str(base_dir),
@@ -147,6 +145,7 @@ def with_overrides(cfg: Config, *, name: str | None = None, trials: int | None =
         out = replace(out, objective=replace(out.objective, command=command, function=None))
     if metric is not None:
         out = replace(out, objective=replace(out.objective, metric=metric))
+    _check_search(v, out.search, out.space, out.builtin, out.model)  # the overrides against the space
     return out
 
 
@@ -281,6 +280,13 @@ def _halving(v: "_Validator", raw: Any) -> HalvingConfig | None:
     )
 
 
+def _check_search(v: "_Validator", search: SearchConfig, space: Space, builtin: bool, family: str) -> None:
+    """The checks that tie `search` to the space and the objective: run for a file and after overrides."""
+    _check_halving(v, search, space, builtin, family)
+    if search.method == "grid":
+        _check_grid(v, search, space)
+
+
 def _check_grid(v: "_Validator", search: SearchConfig, space: Space) -> None:
     from ..strategies.grid import grid_size
 
@@ -389,8 +395,8 @@ def _space(v: "_Validator", raw: Any, *, family: str | None) -> Space:
         if isinstance(spec, dict) and "value" in spec:
             v.keys(spec, ("value",), key)
             value = spec["value"]
-            params.append(Fixed(name, value if domain is None and isinstance(value, (list, dict)) or value is None
-                                else _scalar(v, f"{key}.value", value, domain)))
+            structured = isinstance(value, (list, dict)) or value is None  # free for your own objective only
+            params.append(Fixed(name, value if domain is None and structured else _scalar(v, f"{key}.value", value, domain)))
         elif isinstance(spec, dict) and "values" in spec:
             params.append(_weighted_choice(v, name, spec, domain))
         elif isinstance(spec, dict):
