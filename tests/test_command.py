@@ -200,6 +200,22 @@ def test_an_unmodified_wandb_program_runs_as_a_trial_offline(tmp_path):
     assert not (PROGRAMS / "wandb").exists()  # W&B's offline files went to the trial's scratch folder
 
 
+def test_wandb_config_holds_nested_parameter_groups_as_args_json_does(tmp_path):
+    wandb_installed()
+    space = {"opt.lr": {"low": 1e-3, "high": 0.1, "scale": "log"}, "opt.sched.gamma": {"low": 0.1, "high": 0.9}}
+    cfg = load_config(command_config(tmp_path, ["${env}", "${interpreter}", "${program}", "${args_json}"], space=space,
+                                     trials=2, jobs=1))
+    from dataclasses import replace
+
+    cfg = replace(cfg, objective=replace(cfg.objective, program="wandb_groups_program.py",
+                                         groups=("opt", "opt.sched")))
+    run_dir = search(cfg, tmp_path / "runs", report=False).run_dir
+    for t in trial_events(run_dir):
+        assert t["status"] == "ok", t["error"]
+        p = t["params"]
+        assert t["metrics"]["val_loss"] == pytest.approx((p["opt.lr"] - 0.01) ** 2 + p["opt.sched.gamma"])
+
+
 def test_a_wandb_sweep_file_runs_with_no_server(tmp_path):
     wandb_installed()
     out = hptune_run("search", str(PROGRAMS / "sweep.yaml"), "--runs-dir", str(tmp_path / "runs"), cwd=tmp_path)

@@ -94,9 +94,9 @@ class CommandObjective(OnePerTrial):
             scratch_dir = Path(scratch)
             try:
                 argv, shell = self.argv(spec.params, scratch_dir)
+                env = self.environment(spec, scratch_dir)
             except (KeyError, ValueError) as err:
                 return TrialResult.failed(spec, f"cannot build the command: {err}", time.perf_counter() - start)
-            env = self.environment(spec, scratch_dir)
             try:
                 run = _Run(argv, shell=shell, cwd=self.workdir, env=env, metric=self.metric,
                            metrics_file=scratch_dir / "metrics.jsonl", budget=budget, grace_s=self.grace_s)
@@ -162,7 +162,10 @@ class CommandObjective(OnePerTrial):
         env.setdefault("WANDB_MODE", "offline")
         env.setdefault("WANDB_SILENT", "true")
         env["WANDB_DIR"] = str(scratch)
-        env["HPTUNE_WANDB_GROUPS"] = json.dumps(list(self.param_groups))
+        if self.param_groups:  # wandb.config gets W&B's nested groups, as ${args} does (one nesting, hptune's)
+            from ..config.wandb import run_args
+
+            env["HPTUNE_WANDB_CONFIG"] = json.dumps(run_args(spec.params, self.param_groups))
         return env
 
     def _program_word(self) -> str | None:

@@ -32,30 +32,19 @@ def _chain_user_sitecustomize() -> None:
             pass
 
 
-def _nested(params: dict, groups: list) -> dict:
-    out: dict = {}
-    for name, value in params.items():
-        group = max((g for g in groups if name.startswith(g + ".")), key=len, default=None)
-        if group is None:
-            out[name] = value
-        else:
-            out.setdefault(group, {})[name[len(group) + 1:]] = value
-    return out
-
-
 def _patch(wandb: object) -> None:
     from wandb.sdk import wandb_run
 
     metrics_file = os.environ.get("HPTUNE_METRICS_FILE")
-    params = json.loads(os.environ.get("HPTUNE_PARAMS", "{}"))
-    groups = json.loads(os.environ.get("HPTUNE_WANDB_GROUPS", "[]"))
+    # the trial's values, nested by hptune when the sweep has parameter groups
+    values = json.loads(os.environ.get("HPTUNE_WANDB_CONFIG") or os.environ.get("HPTUNE_PARAMS") or "{}")
     real_init = wandb.init
     real_log = wandb_run.Run.log
 
     def init(*args, **kwargs):
         kwargs["mode"] = "offline"  # a trial never talks to a server
         run = real_init(*args, **kwargs)
-        run.config.update(_nested(params, groups), allow_val_change=True)
+        run.config.update(values, allow_val_change=True)
         return run
 
     def log(self, data, *args, **kwargs):
