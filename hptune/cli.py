@@ -35,8 +35,8 @@ class _Progress:
     files): one plain line per finished trial with the same facts.
     """
 
-    def __init__(self, metric: str, goal: str, space: Any = None) -> None:
-        self.metric, self.goal = metric, goal
+    def __init__(self, metric: str, space: Any = None) -> None:
+        self.metric = metric
         self.tty = sys.stderr.isatty()
         self.start = time.monotonic()
         self.round_start = self.start
@@ -134,7 +134,7 @@ def _print_outcome(outcome: Any, top: int, fmt: str = "table") -> None:
         click.echo(f"note: {note}", err=True)
     cfg, frame = outcome.config, outcome.frame
     shown = frame.head(top) if top else frame
-    if fmt in ("csv", "json"):  # machines get full precision, as in results.csv
+    if fmt in ("csv", "json"):  # machines get full precision, as in results.csv (errors: there and on stderr)
         click.echo(render(shown.drop(columns=["error"]), fmt), nl=False)
     else:
         click.echo(render(display_frame(frame, cfg.space, metric=cfg.objective.metric, top=top, errors=False), fmt), nl=False)
@@ -149,10 +149,6 @@ def _print_outcome(outcome: Any, top: int, fmt: str = "table") -> None:
         sys.exit(1)
     click.echo(f"{len(frame)} trials ({finished} finished) in {outcome.run_dir} (results.csv, report.html); "
                f"`hptune refine {outcome.run_dir}` zooms in on the best.", err=True)
-
-
-class _Terminated(Exception):
-    """SIGTERM (a cluster scheduler, `timeout`): stopped like a Ctrl-C."""
 
 
 def _guarded(action: Any, progress: "_Progress | None" = None) -> Any:
@@ -201,7 +197,7 @@ def _progress_for(source: Any) -> "_Progress":
     from .store import RunStore
 
     cfg = source if isinstance(source, Config) else load_run_config(RunStore.open(source))
-    return _Progress(cfg.objective.metric, cfg.objective.goal, cfg.space)
+    return _Progress(cfg.objective.metric, cfg.space)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -593,15 +589,12 @@ def panda(source: Path, sets: tuple[str, ...], epochs: int | None, trial: int | 
 def _panda_done(run_dir: Path, branch: str | None) -> None:
     from . import panda as panda_mod
 
-    import math
-
     _, state, config = panda_mod.load(run_dir)
     metric, goal = config.objective.metric, config.objective.goal
     b = state.branches[branch] if branch else list(state.branches.values())[-1]
-    scored = [p for p in b.points if isinstance(p.get(metric), (int, float)) and math.isfinite(p[metric])]
-    if scored:
-        best = (max if goal == "maximize" else min)(scored, key=lambda p: p[metric])
-        click.echo(f"{b.name} at epoch {b.epoch}: {metric} {b.points[-1].get(metric) or float('nan'):.4f} (best "
+    best = b.best(metric, goal)
+    if best is not None:
+        click.echo(f"{b.name} at epoch {b.epoch}: {metric} {b.points[-1].get(metric, float('nan')):.4f} (best "
                    f"{best[metric]:.4f} at epoch {best['epoch']}). Fork it: hptune panda {run_dir} --from "
                    f"{b.name}@{best['epoch']} --set learning_rate=... --epochs N", err=True)
 

@@ -75,6 +75,11 @@ class Branch:
     def done(self) -> bool:
         return self.epoch >= self.target_epoch
 
+    def best(self, metric: str, goal: str) -> dict[str, Any] | None:
+        """The epoch with the best finite value of metric (None before any)."""
+        scored = [p for p in self.points if isinstance(p.get(metric), (int, float)) and math.isfinite(p[metric])]
+        return (max if goal == "maximize" else min)(scored, key=lambda p: p[metric]) if scored else None
+
     def checkpoint(self, epoch: int) -> str | None:
         for p in self.points:
             if p["epoch"] == epoch:

@@ -107,7 +107,7 @@ def test_progress_on_a_terminal_is_a_live_bar_with_failures_best_and_times(monke
 
     err = Terminal()
     monkeypatch.setattr(sys, "stderr", err)
-    progress = _Progress("score", "minimize")
+    progress = _Progress("score")
     records = [TrialResult.from_event({"trial": 0, "status": "ok", "params": {"x": 0.5}, "metrics": {"score": 0.04},
                                        "duration_s": 0.1}),
                TrialResult.from_event({"trial": 1, "status": "failed", "params": {"x": 0.9}, "metrics": {},

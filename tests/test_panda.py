@@ -187,3 +187,15 @@ def test_a_stacked_search_trial_interrupted_in_panda_resumes_to_its_very_curve(t
         assert [p["epoch"] for p in again] == [1, 2, 3, 4]
         for a, b in zip(again, trial["curve"]):
             assert a["val_loss"] == pytest.approx(b["val_loss"], rel=1e-3)
+
+
+def test_a_panda_run_in_the_runs_comparison_shows_its_best_epoch_not_an_empty_search(base):
+    from hptune.report.summary import summary_frame
+
+    name = panda.fork(base, "b0@3", overrides={"learning_rate": 1e-4}, epochs=2)
+    _, state, _ = panda.load(base)
+    best = max((p for b in state.branches.values() for p in b.points), key=lambda p: p["val_accuracy"])
+    row = summary_frame([base]).iloc[0]
+    assert row["run"] == "p" and row["best"] == best["val_accuracy"] and row["rounds"] == 0
+    assert row["params"].startswith("panda: 2 branches, best ") and name in state.branches
+    assert row["wall_s"] > 0

@@ -25,8 +25,7 @@ def branch_frame(run_dir: Path | str) -> Any:
             origin = f"trial {b.source.get('trial')} of {Path(str(b.source.get('run'))).name}"
         else:
             origin = "new"
-        scored = [p for p in b.points if isinstance(p.get(metric), (int, float)) and math.isfinite(p[metric])]
-        top = (max if goal == "maximize" else min)(scored, key=lambda p: p[metric]) if scored else None
+        top = b.best(metric, goal)
         rows.append({"branch": b.name, "from": origin,
                      "changes": ", ".join(f"{k}={v}" for k, v in b.overrides.items()) or "",
                      "epochs": f"{b.fork_epoch + 1}..{b.epoch}" if b.points else "",

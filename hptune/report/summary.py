@@ -8,6 +8,7 @@ from typing import Any
 
 from ..errors import RunError
 from ..runstate import Run
+from ..store import RunStore
 from ..space import Fixed
 from .tables import best_trial, format_cell
 from .text import format_duration, run_frame
@@ -36,6 +37,9 @@ def summary_frame(paths: list[Path]) -> Any:
 
     rows = []
     for path in paths:
+        if RunStore.open(path).kind == "panda":
+            rows.append(_panda_row(path))
+            continue
         run = Run.open(path)
         frame = run_frame(run)
         best = best_trial(frame)
@@ -60,6 +64,21 @@ def summary_frame(paths: list[Path]) -> Any:
             row["pruned"] = statuses["pruned"]
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _panda_row(path: Path) -> dict[str, Any]:
+    """A panda run in the comparison: its best epoch over all branches (no trials, no rounds)."""
+    from ..panda import load
+
+    store, state, config = load(path)
+    metric, goal = config.objective.metric, config.objective.goal
+    trained = round(sum(float(p.get("duration_s", 0.0)) for b in state.branches.values() for p in b.points), 1)
+    scored = [(b.name, p) for b in state.branches.values() if (p := b.best(metric, goal)) is not None]
+    name, best = (max if goal == "maximize" else min)(scored, key=lambda bp: bp[1][metric]) if scored else (None, None)
+    return {"run": store.name, "metric": metric, "best": best[metric] if best else math.nan, "best_trial": None,
+            "trials": 0, "ok": 0, "failed": 0, "diverged": 0, "rounds": 0, "wall_s": trained, "trial_time_s": trained,
+            "params": (f"panda: {len(state.branches)} branches, best {name}@{best['epoch']}" if best
+                       else f"panda: {len(state.branches)} branches")}
 
 
 def display_summary(frame: Any) -> Any:
