@@ -404,27 +404,32 @@ class _Driver:
             return run_frame(self.run)
 
     def _finish(self, report: bool) -> Outcome:
+        from .report.files import write_report_files, write_results_csv
         from .report.tables import best_test_scores
+        from .report.text import run_frame
 
         notes = self._edge_notes()
-        try:
-            frame = self._write_results()
-        except OSError as err:  # the trials are safe in the log: say so, and how to get the files
-            from .report.text import run_frame
-
-            frame = run_frame(self.run)
-            report = False
-            notes.append(f"could not write results.csv in {self.store.path} ({storage_reason(err)}); every trial is "
-                         f"in its trials.jsonl, and `hptune report {self.store.path}` writes the files once there is room")
+        full = run_frame(self.run, curves=report)  # built once: for results.csv and, with curves, the page
+        frame = full.drop(columns=["curve"]) if report else full
+        page_error: Exception | None = None
         if report:
             try:
-                from .report.files import write_report_files
-
-                write_report_files(self.run)  # results.md and report.html, next to results.csv
+                write_report_files(self.run, full)  # results.csv, results.md and report.html
             except Exception as err:  # the trials are safe on disk: a failing page must not fail the search
-                why = storage_reason(err) if isinstance(err, OSError) else f"{type(err).__name__}: {err}"
-                notes.append(f"could not write the report files in {self.store.path} ({why}); "
-                             f"`hptune report {self.store.path}` retries")
+                page_error = err
+        if not report or page_error is not None:
+            try:
+                write_results_csv(self.run, frame)
+            except OSError as err:  # the trials are safe in the log: say so, and how to get the files
+                page_error = None
+                notes.append(f"could not write results.csv in {self.store.path} ({storage_reason(err)}); every "
+                             f"trial is in its trials.jsonl, and `hptune report {self.store.path}` writes the files "
+                             "once there is room")
+        if page_error is not None:
+            why = (storage_reason(page_error) if isinstance(page_error, OSError)
+                   else f"{type(page_error).__name__}: {page_error}")
+            notes.append(f"could not write the report files in {self.store.path} ({why}); "
+                         f"`hptune report {self.store.path}` retries")
         test = best_test_scores(self.state.all_results(), metric=self.config.objective.metric,
                                 goal=self.config.objective.goal)
         return Outcome(run_dir=self.store.path, frame=frame, notes=notes, config=self.config, test=test)

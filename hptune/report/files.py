@@ -36,25 +36,29 @@ def files_lock(run: Run) -> Iterator[None]:
         os.close(fd)
 
 
-def write_results_csv(run: Run) -> Any:
-    """Rewrite results.csv (every trial, best first, raw values); returns the ranked frame."""
-    frame = run_frame(run)
+def write_results_csv(run: Run, frame: Any = None) -> Any:
+    """Rewrite results.csv (every trial, best first, raw values); returns the ranked frame.
+    frame: the run's `run_frame(run)` when the caller has it already."""
+    if frame is None:
+        frame = run_frame(run)
     with files_lock(run):
         run.store.write_text("results.csv", frame.to_csv(index=False))
         _stamp(run, ("results.csv",))
     return frame
 
 
-def write_report_files(run: Run) -> list[Path]:
+def write_report_files(run: Run, frame: Any = None) -> list[Path]:
     """(Re)write results.csv, results.md and report.html; returns their paths.
 
+    frame: the run's `run_frame(run, curves=True)` when the caller has it already.
     Costs about a second for a small run, most of it matplotlib drawing the
     page's figures. Raises OSError when the folder is not writable (no temp file
     is left behind, and the stamp is not written for a file that was not).
     """
     from .html import render_html
 
-    frame = run_frame(run, curves=True)
+    if frame is None:
+        frame = run_frame(run, curves=True)
     estimate = run_influence(run, frame)
     plain = frame.drop(columns=["curve"])
     texts = {"results.csv": plain.to_csv(index=False), "results.md": results_markdown(run, plain, estimate),
