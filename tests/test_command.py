@@ -14,7 +14,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
 
 from hptune_test_helpers import (  # noqa: E402
-    FIXTURES, alive, hptune_process, hptune_run, trial_events, wait_until)
+    FIXTURES, alive, hptune_process, hptune_run, killed_then_resumed, outcomes, trial_events, wait_until)
 
 from hptune.config import load_config, parse_config  # noqa: E402
 from hptune.errors import ConfigError, UserError  # noqa: E402
@@ -159,6 +159,22 @@ def test_a_hung_command_is_stopped_by_the_timeout_with_its_children(tmp_path):
 
 
 @pytest.mark.slow
+def test_command_trials_do_not_depend_on_jobs_nor_on_a_kill_and_resume(tmp_path):
+    """The same parameters and HPTUNE_SEED reach the program whatever --jobs is, and after kill -9 + resume."""
+    command = "python fit.py --lr {lr} --epochs 3 --sleep 0.1"
+    one = search(load_config(command_config(tmp_path, command, name="j1", trials=12, jobs=1)), tmp_path / "a",
+                 report=False).run_dir
+    two = search(load_config(command_config(tmp_path, command, name="j2", trials=12, jobs=2)), tmp_path / "b",
+                 report=False).run_dir
+    assert outcomes(one) == outcomes(two) and len(outcomes(one)) == 12
+    assert all(t[2] == "ok" and len(t[4]) == 3 for t in outcomes(one).values())
+    config = command_config(tmp_path, command, name="kr", trials=12, jobs=2)
+    resumed = killed_then_resumed("search", str(config), "--runs-dir", "runs", cwd=tmp_path,
+                                  run_dir=tmp_path / "runs" / "kr", after=2, total=12)
+    assert outcomes(resumed) == outcomes(one)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["ctrl-c", "kill -9"])
 def test_stopping_hptune_leaves_no_training_process_behind(tmp_path, how):
     pidfile = tmp_path / "pids"
@@ -228,6 +244,22 @@ def test_a_wandb_sweep_file_runs_with_no_server(tmp_path):
     (tmp_path / "converted.yaml").write_text(converted.stdout)
     cfg = load_config(tmp_path / "converted.yaml")
     assert cfg.space["lr"].scale == "log" and cfg.objective.command[2] == "${program}"
+
+
+@pytest.mark.slow
+def test_a_grid_gives_the_same_trials_whatever_jobs_is_and_after_a_kill_and_resume(tmp_path):
+    space = {"lr": [0.001, 0.003, 0.01, 0.03, 0.1, 0.3], "epochs": [2, 3]}
+    command = "python fit.py --lr {lr} --epochs {epochs} --sleep 0.1"
+    runs = {jobs: search(load_config(command_config(tmp_path, command, name=f"g{jobs}", trials=12, jobs=jobs,
+                                                    space=space, method="grid")), tmp_path / f"r{jobs}",
+                         report=False).run_dir for jobs in (1, 2)}
+    assert outcomes(runs[1]) == outcomes(runs[2])
+    assert sorted((t[0]["lr"], t[0]["epochs"]) for t in outcomes(runs[1]).values()) == sorted(
+        (lr, e) for lr in space["lr"] for e in space["epochs"])  # every combination once
+    config = command_config(tmp_path, command, name="gk", trials=12, jobs=2, space=space, method="grid")
+    resumed = killed_then_resumed("search", str(config), "--runs-dir", "runs", cwd=tmp_path,
+                                  run_dir=tmp_path / "runs" / "gk", after=2, total=12)
+    assert outcomes(resumed) == outcomes(runs[1])
 
 
 def test_a_wandb_grid_sweep_runs_every_combination_once_then_stops(tmp_path):

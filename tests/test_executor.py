@@ -122,25 +122,25 @@ def test_progress_on_a_terminal_is_a_live_bar_with_failures_best_and_times(monke
     assert "\x1b[" in out  # drawn in place on the terminal
 
 
-def digits_config(tmp_path: Path, jobs: int, threads: int | None) -> Path:
-    raw = {"name": f"det-{jobs}-{threads}", "seed": 3, "data": {"dataset": "digits", "val_fraction": 0.2},
-           "search": {"trials": 6, "jobs": jobs, **({"threads": threads} if threads else {})},
+def digits_config(tmp_path: Path, jobs: int, threads: int | None, stack: str = "auto") -> Path:
+    raw = {"name": f"det-{jobs}-{threads}-{stack}", "seed": 3, "data": {"dataset": "digits", "val_fraction": 0.2},
+           "search": {"trials": 6, "jobs": jobs, "stack": stack, **({"threads": threads} if threads else {})},
            "space": {"learning_rate": {"low": 1e-3, "high": 1e-1, "scale": "log"},
                      "hidden_units": {"low": 16, "high": 32}, "layers": [1, 2], "batch_size": [64, 128],
                      "epochs": 2}}
-    path = tmp_path / f"det-{jobs}-{threads}.yaml"
+    path = tmp_path / f"det-{jobs}-{threads}-{stack}.yaml"
     path.write_text(yaml.safe_dump(raw))
     return path
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("threads", [None, 1])
-def test_results_per_trial_do_not_depend_on_jobs_or_finishing_order(tmp_path, threads):
+@pytest.mark.parametrize("threads, stack", [(None, "auto"), (1, "auto"), (None, "off")])  # groups, one per task
+def test_results_per_trial_do_not_depend_on_jobs_or_finishing_order(tmp_path, threads, stack):
     # Per-trial results are a function of (config, seed, threads per trial); threads is a property
     # of the config (1 unless search.threads says otherwise), so --jobs never changes a metric.
     runs = {}
     for jobs in (1, 2):
-        cfg = load_config(digits_config(tmp_path, jobs, threads=threads))
+        cfg = load_config(digits_config(tmp_path, jobs, threads=threads, stack=stack))
         run_dir = search(cfg, tmp_path / "runs").run_dir
         runs[jobs] = {e["trial"]: {k: e.get(k) for k in OUTCOME_KEYS} for e in trial_events(run_dir)}
     assert sorted(runs[1]) == list(range(6))

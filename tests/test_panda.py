@@ -199,3 +199,22 @@ def test_a_panda_run_in_the_runs_comparison_shows_its_best_epoch_not_an_empty_se
     assert row["run"] == "p" and row["best"] == best["val_accuracy"] and row["rounds"] == 0
     assert row["params"].startswith("panda: 2 branches, best ") and name in state.branches
     assert row["wall_s"] > 0
+
+
+@pytest.mark.slow
+def test_kill_9_during_a_fork_then_resume_gives_the_uninterrupted_forks_epochs(tmp_path):
+    import shutil
+
+    base = panda.start(load_config(config(tmp_path)), tmp_path / "runs", overrides={}, epochs=4)
+    reference = tmp_path / "ref" / "p"
+    shutil.copytree(base, reference)
+    name = panda.fork(reference, "b0@2", overrides={"learning_rate": 1e-3}, epochs=80)
+    proc = hptune_process("panda", str(base), "--from", "b0@2", "--set", "learning_rate=1e-3", "--epochs", "80",
+                          cwd=tmp_path)
+    wait_until(lambda: len(curve(base, name)) >= 5, 60, "five epochs of the fork")
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    assert 5 <= len(curve(base, name)) < 80
+    out = hptune_run("resume", str(base), cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert curve(base, name) == curve(reference, name) and len(curve(base, name)) == 80  # every epoch once

@@ -11,7 +11,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "fixtures"))
 
-from hptune_test_helpers import trial_events  # noqa: E402
+from hptune_test_helpers import killed_then_resumed, outcomes, trial_events  # noqa: E402
 from hptune_test_objectives import PairedKiller, score  # noqa: E402
 
 from hptune.config import load_config, parse_config  # noqa: E402
@@ -64,6 +64,15 @@ def test_a_trials_numbers_do_not_depend_on_its_group_nor_on_jobs(tmp_path):
     a, b = metrics(wide), metrics(narrow)
     assert sorted(a) == list(range(24)) and a == b  # groups of up to 16 or of 2, one worker or two: bit for bit
     assert {t["group"] for t in trial_events(wide)} != {t["group"] for t in trial_events(narrow)}
+
+
+@pytest.mark.slow
+def test_a_stacked_search_killed_and_resumed_gives_the_very_trials_of_an_uninterrupted_one(tmp_path):
+    config = digits(tmp_path, "kr", stack=4, trials=64)
+    reference = search(load_config(config), tmp_path / "ref", report=False).run_dir
+    run_dir = killed_then_resumed("search", str(config), "--runs-dir", "runs", cwd=tmp_path,
+                                  run_dir=tmp_path / "runs" / "kr", after=4, total=64)
+    assert outcomes(run_dir) == outcomes(reference) and sorted(outcomes(run_dir)) == list(range(64))
 
 
 @pytest.mark.slow
