@@ -215,8 +215,8 @@ def fork(run_dir: Path | str, origin: str, *, overrides: dict[str, Any], epochs:
     values = _validated({**parent.params, **overrides}, config, "--set")
     more = epochs if epochs is not None else max(1, parent.target_epoch - parent.fork_epoch)
     values["epochs"] = epoch + more
-    name = state.next_name()
     with store.locked():
+        name = _fold(store).next_name()  # under the lock: a fork that finished meanwhile has its name
         event = {"event": "branch", "branch": name, "parent": parent.name, "fork_epoch": epoch,
                  "overrides": overrides, "params": values, "seed": parent.seed, "target_epoch": epoch + more,
                  "time": now_iso()}
@@ -228,13 +228,13 @@ def fork(run_dir: Path | str, origin: str, *, overrides: dict[str, Any], epochs:
 
 def resume(run_dir: Path | str, *, progress: ProgressFn | None = None) -> str | None:
     """Continue the branches that have not reached their target epoch; the name of the last one continued."""
-    store, state, config = load(run_dir)
-    unfinished = [b for b in state.branches.values() if not b.done]
-    if not unfinished:
-        if progress:
-            progress("note", {"text": "nothing to resume: every branch reached its last epoch"})
-        return None
+    store, _, config = load(run_dir)
     with store.locked():
+        unfinished = [b for b in _fold(store).branches.values() if not b.done]  # as the log is, under the lock
+        if not unfinished:
+            if progress:
+                progress("note", {"text": "nothing to resume: every branch reached its last epoch"})
+            return None
         store.repair_tail()
         driver = _Panda(store, config, progress)
         driver.append([{"event": "resume", "time": now_iso()}])
@@ -268,8 +268,11 @@ def load(run_dir: Path | str) -> tuple[RunStore, PandaState, Config]:
     if store.kind != KIND:
         raise UserError(f"{store.path} is a search run, not a panda run; start one from its trials with "
                         f"`hptune panda {store.path} --trial N`.")
-    state = PandaState.fold(store.read_log(), str(store.log_path))
-    return store, state, load_run_config(store)
+    return store, _fold(store), load_run_config(store)
+
+
+def _fold(store: RunStore) -> PandaState:
+    return PandaState.fold(store.read_log(), str(store.log_path))
 
 
 def parse_origin(origin: str, state: PandaState, where: Path) -> tuple[Branch, int]:

@@ -281,16 +281,29 @@ class RunStore:
         if not path.exists():
             return
         with open(path, "rb+") as f:
-            data = f.read()
-            if data and not data.endswith(b"\n"):
-                cut = data.rfind(b"\n") + 1
-                try:
-                    json.loads(data[cut:])  # whole but for its newline: `read_log` counts it, so keep it
-                    f.write(b"\n")
-                except ValueError:
-                    f.truncate(cut)
-                f.flush()
-                os.fsync(f.fileno())
+            size = f.seek(0, os.SEEK_END)
+            if size == 0:
+                return
+            f.seek(size - 1)
+            if f.read(1) == b"\n":
+                return  # the usual case: only the last byte is read
+            start, tail = size, b""
+            while start > 0:  # back to the last newline, a block at a time
+                step = min(1 << 16, start)
+                start -= step
+                f.seek(start)
+                tail = f.read(step) + tail
+                if b"\n" in tail:
+                    break
+            cut = tail.rfind(b"\n") + 1  # in tail; the file offset is start + cut
+            try:
+                json.loads(tail[cut:])  # whole but for its newline: `read_log` counts it, so keep it
+                f.seek(0, os.SEEK_END)
+                f.write(b"\n")
+            except ValueError:
+                f.truncate(start + cut)
+            f.flush()
+            os.fsync(f.fileno())
 
     # -- derived files ----------------------------------------------------------
     def write_text(self, name: str, text: str) -> Path:
