@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import RunError
-from .records import LogFormatError, Status, TrialResult, TrialSpec, _is_int, short_repr
+from .records import LogFormatError, TrialResult, TrialSpec, _is_int, short_repr
 from .store import LOG_NAME, LogLine, RunStore
 
 
@@ -56,7 +56,6 @@ class RunState:
     results: dict[int, TrialResult] = field(default_factory=dict)
     rung_results: dict[tuple[int, int, int], dict[int, TrialResult]] = field(default_factory=dict)
     decisions: dict[tuple[int, int, int], tuple[list[int], list[int]]] = field(default_factory=dict)
-    lines: int = 0
     log_bytes: int = 0  # how much of the log this state holds (derived files are stamped with it)
     _wall_closed: float = 0.0
     _segment: tuple[float, float | None] | None = None
@@ -95,7 +94,6 @@ class RunState:
         if not isinstance(event, dict):
             raise LogFormatError(f"an event must be a JSON object; got {short_repr(event)}")
         kind = event.get("event")
-        self.lines += 1
         if kind == "trial":
             result = TrialResult.from_event(event)
             self.results[result.trial] = result
@@ -121,20 +119,10 @@ class RunState:
             raise LogFormatError(f"an event needs an \"event\" name; got {short_repr(event)}")
         # other events (notes) carry nothing the state needs
 
-    def add_result(self, result: TrialResult) -> None:
-        """Record a result that was just appended to the log."""
-        self.apply(result.to_event())
-
     # -- questions ---------------------------------------------------------------
     @property
     def last_round(self) -> Round | None:
         return self.rounds[-1] if self.rounds else None
-
-    def round(self, number: int) -> Round | None:
-        for r in self.rounds:
-            if r.number == number:
-                return r
-        return None
 
     def owed(self, rnd: Round | None = None) -> list[TrialSpec]:
         """The planned trials of a round (default: the last) with no result yet, in trial order."""
@@ -156,12 +144,6 @@ class RunState:
         ends = [r.first_trial + r.trials for r in self.rounds]
         ends += [s.trial + 1 for r in self.rounds for s in r.specs[-1:]]
         return max(ends, default=0)
-
-    def counts(self) -> dict[Status, int]:
-        out = {s: 0 for s in Status}
-        for r in self.results.values():
-            out[r.status] += 1
-        return out
 
     @property
     def wall_s(self) -> float:

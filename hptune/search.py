@@ -109,7 +109,7 @@ def refine(run_dir: Path | str, *, trials: int | None = None, top: int | None = 
     store = RunStore.open(run_dir)
     config = load_run_config(store, jobs=jobs, trials=trials)
     if top is not None or margin is not None:
-        config = replace(config, search=replace(config.search, top=top or config.search.top,
+        config = replace(config, search=replace(config.search, top=config.search.top if top is None else top,
                                                 margin=config.search.margin if margin is None else margin))
     objective = preflight(config)
     with store.locked():

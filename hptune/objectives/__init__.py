@@ -29,10 +29,9 @@ def objective_for(config: "Config") -> Objective:
         return CommandObjective(command=config.objective.command or "", workdir=config.function_dir,
                                 metric=config.objective.metric, source=config.source,
                                 program=config.objective.program, param_groups=config.objective.groups,
-                                max_epochs=None if halving is None else halving.max_epochs,
                                 stepwise=halving is not None)
     from .function import FunctionObjective
 
     return FunctionObjective(function=config.objective.function or "", base_dir=config.function_dir,
                              metric=config.objective.metric, source=config.source,
-                             max_epochs=None if halving is None else halving.max_epochs, stepwise=halving is not None)
+                             stepwise=halving is not None)

@@ -72,10 +72,6 @@ class Objective(Protocol):
     def groups(self, specs: Sequence[TrialSpec], *, budget: int | None = None,
                resume: Sequence[Resume | None] | None = None, keep_state: bool = False) -> list[Task]: ...
 
-    def budget(self, spec: TrialSpec) -> int | None:
-        """A trial's full budget in epochs (or reports), for successive halving; None when unknown."""
-        ...
-
     def run(self, task: Task) -> list[TrialResult]: ...
 
 
@@ -85,20 +81,11 @@ def one_per_task(specs: Sequence[TrialSpec], *, budget: int | None = None,
 
 
 class OnePerTrial:
-    """What objectives that run one trial per task share (your function, a command): their tasks, and a
-    trial's budget for successive halving: `max_epochs`, else a fixed integer `epochs` parameter."""
-
-    max_epochs: int | None = None
+    """What objectives that run one trial per task share (your function, a command): one task per trial."""
 
     def groups(self, specs: Sequence[TrialSpec], *, budget: int | None = None,
                resume: Sequence[Resume | None] | None = None, keep_state: bool = False) -> list[Task]:
         return one_per_task(specs, budget=budget, resume=resume, keep_state=keep_state)
-
-    def budget(self, spec: TrialSpec) -> int | None:
-        if self.max_epochs is not None:
-            return self.max_epochs
-        epochs = spec.params.get("epochs")
-        return int(epochs) if isinstance(epochs, int) and not isinstance(epochs, bool) else None
 
 
 def to_plain(value: Any, where: str) -> Any:

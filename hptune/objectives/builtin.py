@@ -121,11 +121,6 @@ class BuiltinObjective:
             per_member = max(per_member, 4 * (4 * weights + activations))
         return max(1, min(k, GROUP_BYTES // max(1, per_member)))
 
-    def budget(self, spec: TrialSpec) -> int | None:
-        from ..training.params import defaults
-
-        return int(spec.params.get("epochs", defaults(self.family)["epochs"]))
-
     def run(self, task: Task) -> list[TrialResult]:
         data = self.dataset()
         self._warm_up(data)

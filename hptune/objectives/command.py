@@ -64,7 +64,6 @@ class CommandObjective(OnePerTrial):
     source: str = "config"
     program: str | None = None
     param_groups: tuple[str, ...] = ()  # W&B's nested parameter groups (dotted names nest again for ${args})
-    max_epochs: int | None = None
     stepwise: bool = False
     grace_s: float = 5.0
 

@@ -42,7 +42,6 @@ class FunctionObjective(OnePerTrial):
     base_dir: str
     metric: str
     source: str = "config"
-    max_epochs: int | None = None  # the full budget of a trial for successive halving (search.halving.max_epochs)
     stepwise: bool = False  # successive halving is on: the function must yield per epoch
 
     @property
@@ -51,14 +50,13 @@ class FunctionObjective(OnePerTrial):
 
     def preflight(self) -> None:
         try:
-            load_function(self.function, self.base_dir)
+            fn = load_function(self.function, self.base_dir)
         except BaseException as err:  # the user's module may raise anything on import, exit included
             if isinstance(err, KeyboardInterrupt):
                 raise
             raise UserError(f"{self.source}: objective.function: cannot import {self.function!r} "
                             f"({type(err).__name__}: {err}). The module must be importable from "
                             f"{self.base_dir} or the Python path, and define the function.") from None
-        fn = load_function(self.function, self.base_dir)
         if self.stepwise and not inspect.isgeneratorfunction(inspect.unwrap(fn)):
             raise UserError(f"{self.source}: search.halving: {self.function} must be a generator that yields a dict "
                             "of metrics after each epoch (`yield {\"score\": ...}`), so that a pruned trial can be "

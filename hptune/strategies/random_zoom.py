@@ -44,16 +44,16 @@ def draw(space: Space, seed: int, numbers: range, round_no: int) -> list[TrialSp
             for t, params in zip(numbers, sample_trials(space, seed, numbers))]
 
 
-def next_round(state: RunState, config: Config, *, top: int | None = None, margin: float | None = None) -> RoundPlan:
-    """The next round: the config's space for the first, else a zoom on the latest round's best."""
+def next_round(state: RunState, config: Config) -> RoundPlan:
+    """The next round: the config's space for the first, else a zoom on the latest round's best
+    (`search.top` and `search.margin`; refine puts its --top and --margin there)."""
     last = state.last_round
     first = state.next_trial
     numbers = range(first, first + config.search.trials)
     if last is None:
         number, space, z = 1, config.space, None
     else:
-        z = zoom_round(state, last, config, top=config.search.top if top is None else top,
-                       margin=config.search.margin if margin is None else margin)
+        z = zoom_round(state, last, config, top=config.search.top, margin=config.search.margin)
         number, space = last.number + 1, z.space
     if config.search.method == "grid":
         from .grid import grid_specs
