@@ -72,3 +72,18 @@ def test_the_learning_rate_schedule_is_a_pytorch_scheduler(one_torch_thread):
         lrs.append(t.optimizer.param_groups[0]["lr"])
         t.train_epoch()
     assert lrs == [0.1 / (1 + 1.0 * e) for e in range(3)]
+
+
+def test_trainers_of_the_same_data_share_one_copy_of_it_and_train_as_if_alone():
+    data = load_dataset(DataConfig(), seed=0)
+    a = Trainer({"hidden_units": 16, "epochs": 2}, data, seed=1)
+    b = Trainer({"hidden_units": 16, "epochs": 2, "learning_rate": 3e-3}, data, seed=2)
+    assert a.X_train is b.X_train and a.y_val is b.y_val  # one copy for both
+    alone = train_trial({"hidden_units": 16, "epochs": 2, "learning_rate": 3e-3}, data, seed=2)
+    while not a.done:  # training a must not change what b trains on
+        a.train_epoch()
+    other = Trainer({"hidden_units": 16, "epochs": 2}, load_dataset(DataConfig(), seed=0), seed=1)
+    assert other.X_train is not a.X_train and torch.equal(other.X_train, a.X_train)
+    while not b.done:
+        b.train_epoch()
+    assert b.curve == alone["curve"]

@@ -32,6 +32,10 @@ IMAGE_EVAL_CHUNK = 1024
 
 
 
+# The last data's tensors (see Trainer._splits): [dataset, (device, layout, images), tensors].
+_SPLITS: list[Any] = [None, None, None]
+
+
 def batch_bounds(n: int, batch_size: int) -> list[tuple[int, int]]:
     """(start, stop) of each mini-batch over n shuffled rows; no batch has a single row.
 
@@ -95,10 +99,7 @@ class Trainer:
         # images in channels_last on the CPU: a conv training step about 1.4x faster there (max pooling in
         # NCHW is slow on CPU; benchmarks/bench_conv.py)
         self.layout = torch.channels_last if family == "cnn" and dev.type == "cpu" else torch.contiguous_format
-        self.X_train = self._inputs(data.X_train)
-        self.y_train = to_tensor(data.y_train, np.int64, dev)
-        self.X_val = self._inputs(data.X_val)
-        self.y_val = to_tensor(data.y_val, np.int64, dev)
+        self.X_train, self.y_train, self.X_val, self.y_val = self._splits()
         self.n = self.X_train.shape[0]
         if self.n < 2 and self.p["batch_norm"]:
             raise ValueError(f"batch norm needs at least 2 training examples, got {self.n}")
@@ -109,6 +110,17 @@ class Trainer:
         self.epoch = 0  # epochs completed
         self.curve: list[dict[str, Any]] = []
         self.diverged = False
+
+    def _splits(self) -> tuple[torch.Tensor, ...]:
+        """The training and validation tensors on the device, shared by every trainer of the same data, device
+        and layout (a conv group's K trainers, the trials a worker runs one after another): nothing writes
+        into them (batches are gathered copies), so one copy serves all instead of one each."""
+        key = (self.device, self.layout, self.family == "cnn")
+        if _SPLITS[0] is not self.data or _SPLITS[1] != key:
+            tensors = (self._inputs(self.data.X_train), to_tensor(self.data.y_train, np.int64, self.device),
+                       self._inputs(self.data.X_val), to_tensor(self.data.y_val, np.int64, self.device))
+            _SPLITS[:] = [self.data, key, tensors]
+        return _SPLITS[2]
 
     def _inputs(self, array: np.ndarray) -> torch.Tensor:
         X = to_tensor(array, np.float32, self.device)
