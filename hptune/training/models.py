@@ -238,6 +238,21 @@ def bn_layers(model: nn.Module) -> list[_BatchNorm]:
 
 
 @torch.no_grad()
+def merge_moments(n_a: int, mean_a: torch.Tensor | None, m2_a: torch.Tensor | None,
+                  x: torch.Tensor, dim: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+    """(n, mean, m2) of the values seen so far merged with those of x along `dim`: Chan's update, exact
+    in float64 whatever the batches (population statistics; the stacked trainer's too)."""
+    n_b = x.shape[dim]
+    mean_b = x.mean(dim=dim, keepdim=True)
+    m2_b = ((x - mean_b) ** 2).sum(dim=dim)
+    mean_b = mean_b.squeeze(dim)
+    if n_a == 0:
+        return n_b, mean_b, m2_b
+    n = n_a + n_b
+    delta = mean_b - mean_a
+    return n, mean_a + delta * (n_b / n), m2_a + m2_b + delta**2 * (n_a * n_b / n)
+
+
 def population_statistics(model: nn.Module, X: torch.Tensor, batch_size: int = 1024) -> None:
     """Set each BN layer's running mean/variance to the exact mean and biased variance of its input over X.
 
@@ -263,18 +278,7 @@ def population_statistics(model: nn.Module, X: torch.Tensor, batch_size: int = 1
                 x = args[0]
                 # (C, everything else): one row of values per channel.
                 x = x.transpose(0, 1).reshape(x.shape[1], -1).to(torch.float64)
-                n_b = x.shape[1]
-                mean_b = x.mean(dim=1)
-                m2_b = ((x - mean_b[:, None]) ** 2).sum(dim=1)
-                n_a = acc["n"]
-                if n_a == 0:
-                    acc.update(n=n_b, mean=mean_b, m2=m2_b)
-                    return
-                n = n_a + n_b
-                delta = mean_b - acc["mean"]
-                acc["mean"] = acc["mean"] + delta * (n_b / n)
-                acc["m2"] = acc["m2"] + m2_b + delta**2 * (n_a * n_b / n)
-                acc["n"] = n
+                acc["n"], acc["mean"], acc["m2"] = merge_moments(acc["n"], acc.get("mean"), acc.get("m2"), x, dim=1)
 
             handle = bn.register_forward_pre_hook(hook)
             try:

@@ -92,6 +92,7 @@ import torch
 from torch import nn
 
 from .device import check_device
+from .models import merge_moments
 from .params import STACK_KEYS
 from .trainer import EVAL_CHUNK, batch_bounds, resolve_params
 from .trainer import to_tensor as _to_tensor
@@ -1175,17 +1176,7 @@ class StackedMLPTrainer:
                 acc_n, mean, m2 = 0, None, None
                 for s in range(0, n, EVAL_CHUNK):
                     x = self._eval_forward(self._X[s : s + EVAL_CHUNK], rm, rv, capture=i, members=members).double()
-                    n_b = x.shape[0]
-                    mean_b = x.mean(dim=0)
-                    m2_b = ((x - mean_b) ** 2).sum(dim=0)
-                    if acc_n == 0:
-                        acc_n, mean, m2 = n_b, mean_b, m2_b
-                        continue
-                    tot = acc_n + n_b
-                    delta = mean_b - mean
-                    mean = mean + delta * (n_b / tot)
-                    m2 = m2 + m2_b + delta**2 * (acc_n * n_b / tot)
-                    acc_n = tot
+                    acc_n, mean, m2 = merge_moments(acc_n, mean, m2, x, dim=0)
                 width = cols.stop - cols.start
                 rm[i, cols].copy_(mean[:width])
                 rv[i, cols].copy_((m2 / acc_n)[:width])
