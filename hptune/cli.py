@@ -450,7 +450,9 @@ def report(run_dirs: tuple[Path, ...], runs_dir: Path, top: int, fmt: str, files
             return
         if len(run_dirs) == 1:
             run = Run.open(run_dirs[0])
-            frame = text.run_frame(run)
+            stale = files and not files_mod.report_files_fresh(run)
+            full = text.run_frame(run, curves=stale)  # built once, for the table and (with curves) the files
+            frame = full.drop(columns=["curve"]) if stale else full
             if fmt in ("csv", "json"):
                 # machines get full-precision numbers, as in results.csv
                 shown = frame.head(top) if top else frame
@@ -469,7 +471,7 @@ def report(run_dirs: tuple[Path, ...], runs_dir: Path, top: int, fmt: str, files
                 click.echo("", err=not human)
                 click.echo(halving, nl=False, err=not human)
             if files:
-                _report_files(run, files_mod)
+                _report_files(run, files_mod, (full, estimate) if stale else None)
             return
         paths = list(dict.fromkeys(run_dirs)) or summary_mod.list_runs(runs_dir)  # a folder named twice shows once
         if not paths:
@@ -660,13 +662,14 @@ def _kind(run_dir: Path) -> str:
     return RunStore.open(run_dir).kind
 
 
-def _report_files(run: Any, files_mod: Any) -> None:
-    """Bring results.csv, results.md and report.html up to date; say what was written, or why not."""
-    if files_mod.report_files_fresh(run):
+def _report_files(run: Any, files_mod: Any, made: tuple[Any, Any] | None) -> None:
+    """Bring results.csv, results.md and report.html up to date; say what was written, or why not.
+    made: (frame with curves, influence estimate) already built for stale files; None when they are fresh."""
+    if made is None:
         click.echo(f"report: {run.path / 'report.html'} (up to date)", err=True)
         return
     try:
-        paths = files_mod.write_report_files(run)
+        paths = files_mod.write_report_files(run, *made)
     except OSError as err:
         from .errors import storage_reason
 

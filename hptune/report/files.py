@@ -47,10 +47,10 @@ def write_results_csv(run: Run, frame: Any = None) -> Any:
     return frame
 
 
-def write_report_files(run: Run, frame: Any = None) -> list[Path]:
+def write_report_files(run: Run, frame: Any = None, estimate: Any = None) -> list[Path]:
     """(Re)write results.csv, results.md and report.html; returns their paths.
 
-    frame: the run's `run_frame(run, curves=True)` when the caller has it already.
+    frame, estimate: the run's `run_frame(run, curves=True)` and `run_influence` when the caller has them.
     Costs about a second for a small run, most of it matplotlib drawing the
     page's figures. Raises OSError when the folder is not writable (no temp file
     is left behind, and the stamp is not written for a file that was not).
@@ -59,7 +59,8 @@ def write_report_files(run: Run, frame: Any = None) -> list[Path]:
 
     if frame is None:
         frame = run_frame(run, curves=True)
-    estimate = run_influence(run, frame)
+    if estimate is None:
+        estimate = run_influence(run, frame)
     plain = frame.drop(columns=["curve"])
     texts = {"results.csv": plain.to_csv(index=False), "results.md": results_markdown(run, plain, estimate),
              "report.html": render_html(run, frame, estimate)}

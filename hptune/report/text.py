@@ -58,7 +58,7 @@ def influence_text(estimate: Any) -> str:
 
 
 def run_influence(run: Run, frame: Any) -> Any:
-    """The influence estimate (`hptune.influence.Estimate`) of a run's finished trials."""
+    """The influence estimate (`hptune.report.influence.Estimate`) of a run's finished trials."""
     from .influence import estimate_influence
 
     return estimate_influence(frame, run.config.space, metric=run.metric, goal=run.goal)
