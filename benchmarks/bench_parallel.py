@@ -50,7 +50,7 @@ from pathlib import Path
 from hptune.config import load_config, with_overrides
 from hptune.execution.local import LocalExecutor
 from hptune.objectives import objective_for
-from hptune.strategies.random_zoom import draw
+from hptune.sampling import draw
 
 jobs, n = int(sys.argv[1]), int(sys.argv[2])
 config = with_overrides(load_config(sys.argv[3]), jobs=jobs, trials=n)

@@ -204,15 +204,14 @@ def _read_round(event: dict[str, Any]) -> Round:
 
 def _draw_specs(space_raw: dict[str, Any], seed: int, numbers: range, round_no: int) -> list[TrialSpec]:
     """A format-1 round's planned trials: drawn from (seed, trial number, space), as hptune 0.1 drew them."""
-    from .sampling import sample_trials, training_seed
+    from .sampling import draw
     from .space import space_from_yaml
 
     try:
         space = space_from_yaml(space_raw)
     except ValueError as err:
         raise LogFormatError(f"round {round_no}: its space cannot be read ({err})") from None
-    return [TrialSpec(trial=t, round=round_no, params=params, seed=training_seed(seed, t))
-            for t, params in zip(numbers, sample_trials(space, seed, numbers))]
+    return draw(space, seed, numbers, round_no)
 
 
 def _timestamp(text: Any) -> float | None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .records import TrialSpec
 from .space import Choice, Fixed, Range, Space
 
 
@@ -64,3 +65,9 @@ def sample_trials(space: Space, seed: int, trials: Iterable[int]) -> list[dict[s
             row[p.name] = p.value if isinstance(p, Fixed) else columns[p.name][i]
         rows.append(row)
     return rows
+
+
+def draw(space: Space, seed: int, numbers: range, round_no: int) -> list[TrialSpec]:
+    """Random trials: parameters and training seed from (seed, trial number, space) only."""
+    return [TrialSpec(trial=t, round=round_no, params=params, seed=training_seed(seed, t))
+            for t, params in zip(numbers, sample_trials(space, seed, numbers))]

@@ -26,7 +26,7 @@ from .store import RunStore, now_iso
 from .records import TrialResult, TrialSpec
 from .objectives.base import Resume
 from .strategies.halving import Step, brackets_of, next_steps, promote
-from .strategies.random_zoom import RoundPlan, draw, next_round, zoom_round
+from .strategies.random_zoom import RoundPlan, next_round, plan_specs, zoom_round
 
 ProgressFn = Callable[[str, dict[str, Any]], None]
 RESULTS_EVERY_S = 5.0
@@ -67,11 +67,7 @@ def plan_trials(config: Config, trials: int | None = None, first: int = 0) -> li
 
 def first_round_specs(config: Config, first: int, n: int) -> list[TrialSpec]:
     """Trials first..first+n-1 of a search's first round, as it will plan them."""
-    if config.search.method == "grid":
-        from .strategies.grid import grid_specs
-
-        return grid_specs(config.space, config.seed, first, n, 1)
-    return draw(config.space, config.seed, range(first, first + n), 1)
+    return plan_specs(config.space, config, first, n, 1)
 
 
 def search(config: Config, runs_dir: Path | str = "runs", *, progress: ProgressFn | None = None,

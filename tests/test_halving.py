@@ -230,7 +230,7 @@ def test_checkpoints_hold_tensors_only(tmp_path):
     torch = pytest.importorskip("torch")
     from hptune.objectives.base import Task
     from hptune.objectives import objective_for
-    from hptune.strategies.random_zoom import draw
+    from hptune.sampling import draw
 
     config = load_config(digits_config(tmp_path, "c", trials=1, epochs=3))
     objective = objective_for(config)

@@ -20,7 +20,7 @@ from hptune.execution.local import LocalExecutor  # noqa: E402
 from hptune.objectives import objective_for  # noqa: E402
 from hptune.records import TrialSpec  # noqa: E402
 from hptune.search import search  # noqa: E402
-from hptune.strategies.random_zoom import draw  # noqa: E402
+from hptune.sampling import draw  # noqa: E402
 
 SPACE = {"learning_rate": {"low": 1e-3, "high": 3e-2, "scale": "log"}, "hidden_units": {"low": 16, "high": 48},
          "layers": [1, 2], "batch_size": [64, 128], "epochs": 3}

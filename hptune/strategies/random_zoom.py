@@ -11,7 +11,7 @@ from ..errors import RunError, UserError
 from ..records import TrialSpec
 from ..refine import Zoom, zoom
 from ..runstate import Round, RunState
-from ..sampling import sample_trials, training_seed
+from ..sampling import draw
 from ..space import Space, space_from_yaml
 from .halving import halving_meta
 
@@ -38,10 +38,13 @@ class RoundPlan:
                 **self.meta, "time": time, "specs": [s.to_json() for s in self.specs]}
 
 
-def draw(space: Space, seed: int, numbers: range, round_no: int) -> list[TrialSpec]:
-    """Random trials: parameters and training seed from (seed, trial number, space) only."""
-    return [TrialSpec(trial=t, round=round_no, params=params, seed=training_seed(seed, t))
-            for t, params in zip(numbers, sample_trials(space, seed, numbers))]
+def plan_specs(space: Space, config: Config, first: int, n: int, round_no: int) -> list[TrialSpec]:
+    """Trials first..first+n-1 of a round over `space`: the grid's next points, or random draws."""
+    if config.search.method == "grid":
+        from .grid import grid_specs
+
+        return grid_specs(space, config.seed, first, n, round_no)
+    return draw(space, config.seed, range(first, first + n), round_no)
 
 
 def next_round(state: RunState, config: Config) -> RoundPlan:
@@ -49,18 +52,12 @@ def next_round(state: RunState, config: Config) -> RoundPlan:
     (`search.top` and `search.margin`; refine puts its --top and --margin there)."""
     last = state.last_round
     first = state.next_trial
-    numbers = range(first, first + config.search.trials)
     if last is None:
         number, space, z = 1, config.space, None
     else:
         z = zoom_round(state, last, config, top=config.search.top, margin=config.search.margin)
         number, space = last.number + 1, z.space
-    if config.search.method == "grid":
-        from .grid import grid_specs
-
-        specs = grid_specs(space, config.seed, first, config.search.trials, number)
-    else:
-        specs = draw(space, config.seed, numbers, number)
+    specs = plan_specs(space, config, first, config.search.trials, number)
     meta = halving_meta(specs, config) if config.search.halving is not None else {}
     return RoundPlan(number=number, space=space, specs=specs, seed=config.seed, zoom=z, meta=meta)
 
