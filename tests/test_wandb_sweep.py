@@ -448,6 +448,7 @@ MALFORMED = [
     (params({"min": 1.0, "max": 5, "distribution": "int_uniform"}), "parameters.lr.min", "write 1"),
     (params({"min": 0, "max": 1, "distribution": "log_uniform_values"}), "parameters.lr.min", "must be > 0"),
     (params({"min": 0, "max": 1, "q": 0, "distribution": "q_uniform"}), "parameters.lr.q", "must be > 0"),
+    (params({"a": 1, "b": 1, "q": 0, "distribution": "q_beta"}), "parameters.lr.q", "must be > 0"),
     (params({"distribution": "categorical", "value": 3}), "parameters.lr.value", "takes values"),
     (params({"distribution": "constant"}), "parameters.lr.value", "is missing"),
     (params({"values": [1, 2], "distribution": "categorical_w_probabilities"}), "parameters.lr.probabilities", "is missing"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from ..space import Choice, Range, Space
+from .source import num as _num
 
 
 def lint_space(space: Space, source: str = "config") -> list[str]:
@@ -27,8 +28,3 @@ def lint_space(space: Space, source: str = "config") -> list[str]:
                 out.append(f"{key}: a choice list spanning {math.log10(max(nums) / min(nums)):.0f} decades tries only {len(nums)} values; "
                            f"consider a range {{low: {_num(min(nums))}, high: {_num(max(nums))}, scale: log}}.")
     return out
-
-
-
-def _num(x: float) -> str:
-    return f"{x:g}"

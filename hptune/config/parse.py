@@ -12,7 +12,6 @@ expected, with the reason).
 
 from __future__ import annotations
 
-import difflib
 import math
 import os
 import re
@@ -27,7 +26,9 @@ from ..training.params import DEFAULT_FAMILY, FAMILIES, ParamDomain
 from .lint import lint_space
 from .schema import (BUILTIN_METRICS, NAME_RULE, Config, DataConfig, HalvingConfig, ObjectiveConfig,
                      SearchConfig, run_name_from, valid_name)
+from .source import did_you_mean as _did_you_mean
 from .source import line_of, parse_yaml, read_text
+from .source import num as _num
 
 GOALS = ("maximize", "minimize")
 BACKENDS = ("local", "dask")
@@ -605,11 +606,6 @@ def _q(value: Any) -> str:
     return short_repr(value, 60)
 
 
-def _did_you_mean(word: str, valid: Any) -> str:
-    close = difflib.get_close_matches(word[:100], [str(x) for x in valid], n=1, cutoff=0.6)
-    return f" Did you mean {close[0]!r}?" if close else ""
-
-
 def _kind(raw: Any) -> str:
     if raw is None:
         return "nothing (an empty value)"
@@ -620,10 +616,6 @@ def _kind(raw: Any) -> str:
     if isinstance(raw, bool):
         return f"the boolean {str(raw).lower()}"
     return f"{type(raw).__name__} {_q(raw)}"
-
-
-def _num(x: float) -> str:
-    return f"{x:g}"
 
 
 def _yaml_str(x: Any) -> str:

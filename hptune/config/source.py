@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import re
 from pathlib import Path
@@ -192,3 +193,14 @@ def _loader_class() -> type:
         dumper.add_representer(LinedDict, yaml.representer.SafeRepresenter.represent_dict)
         dumper.add_representer(LinedList, yaml.representer.SafeRepresenter.represent_list)
     return Loader
+
+
+def did_you_mean(word: str, valid: Any) -> str:
+    """' Did you mean 'x'?' for the closest valid word (the word cut to 100 characters first), or ''."""
+    close = difflib.get_close_matches(word[:100], [str(x) for x in valid], n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def num(x: float) -> str:
+    """A number as errors and notes quote it (3, 0.001, 1e-05)."""
+    return f"{x:g}"

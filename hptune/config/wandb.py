@@ -37,7 +37,6 @@ in the wandb/sweeps and wandb/wandb repositories.
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -47,6 +46,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .source import did_you_mean as _did_you_mean
+from .source import num as _num
 
 # ----------------------------------------------------------------------------
 # W&B's vocabulary
@@ -529,11 +530,7 @@ class _Translator:
         if not low < high:
             raise self.fail(f"{key}.max", f"must be greater than min ({_num(low)}); got {_num(high)} "
                                           "(W&B rejects min >= max). For a fixed value write {value: ...}.")
-        q: float | int | None = None
-        if dist.startswith("q_"):
-            q = self.number(f"{key}.q", spec["q"]) if "q" in spec else 1.0
-            if not q > 0:
-                raise self.fail(f"{key}.q", f"must be > 0 (the step values are rounded to); got {_num(q)}.")
+        q = self._q(key, spec) if dist.startswith("q_") else None
         if dist.endswith("_values") and not low > 0:
             raise self.fail(f"{key}.min", f"must be > 0 for {dist} (its log is sampled uniformly); got {_num(low)}. "
                                           "Use distribution: uniform for ranges that include 0.")
@@ -583,6 +580,13 @@ class _Translator:
             return self._stepped(out, q, integer_q), 0
         return out, 0
 
+    def _q(self, key: str, spec: dict) -> float | int:
+        """A q_ distribution's step: W&B's q (1.0 when absent), > 0."""
+        q = self.number(f"{key}.q", spec["q"]) if "q" in spec else 1.0
+        if not q > 0:
+            raise self.fail(f"{key}.q", f"must be > 0 (the step values are rounded to); got {_num(q)}.")
+        return q
+
     def _stepped(self, out: dict[str, Any], q: float, integer_q: bool) -> dict[str, Any]:
         out["step"] = int(q) if integer_q else float(q)
         if integer_q:
@@ -621,8 +625,8 @@ class _Translator:
             self.note(key, f"{dist}(1, 1) is uniform on [0, 1].")
             out: dict[str, Any] = {"low": 0.0, "high": 1.0}
             if dist == "q_beta":
-                q = self.number(f"{key}.q", spec.get("q", 1.0))
-                out["step"] = q
+                q = self._q(key, spec)
+                return self._stepped(out, q, _is_int(q))
             return out
         mean = a / (a + b)
         sd = math.sqrt(a * b / ((a + b) ** 2 * (a + b + 1)))
@@ -1029,10 +1033,6 @@ def _value_key(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, sort_keys=True)
 
 
-def _num(x: float) -> str:
-    return f"{x:g}"
-
-
 def _kind(raw: Any) -> str:
     if raw is None:
         return "empty value"
@@ -1052,8 +1052,3 @@ def _short(value: Any, limit: int = 80) -> str:
             text = repr(value)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _did_you_mean(word: str, valid: Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(valid), n=1, cutoff=0.6)
-    return f" Did you mean {close[0]!r}?" if close else ""
