@@ -36,7 +36,7 @@ from typing import Any
 from .config.schema import Config
 from .errors import RunError, StorageError, UserError, storage_reason
 from .records import short_repr
-from .store import LogLine, RunStore, now_iso
+from .store import Checkpoints, LogLine, RunStore, now_iso
 from .training.params import CHANGEABLE
 
 KIND = "panda"
@@ -403,8 +403,6 @@ class _Panda:
 
         import torch
 
-        from .search import Checkpoints
-
         checkpoints = Checkpoints(self.store.path)
         while trainer.epoch < branch.target_epoch and not trainer.diverged:
             start = time.perf_counter()
@@ -436,10 +434,7 @@ def _load_checkpoint(store: RunStore, branch: Branch, epoch: int) -> dict[str, A
     import torch
 
     name = branch.checkpoint(epoch)
-    try:
-        data = (store.path / name).read_bytes() if name else None
-    except OSError:
-        data = None
+    data = Checkpoints(store.path).load(name)
     if data is None:
         raise RunError(f"{store.path}: the checkpoint of {branch.name}@{epoch} ({name}) is missing; fork another "
                        "epoch (`hptune report` lists them).")

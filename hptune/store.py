@@ -347,3 +347,64 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+class Checkpoints:
+    """Training states between two rungs: `checkpoints/<trial>-e<epochs>.pt` in the run folder.
+
+    Written (atomically) before the rung line that names it; a trial's checkpoint is
+    removed once its next result is logged, a pruned trial's at the decision, and a
+    round's leftovers when the round ends. Files hold tensors only (`torch.save`),
+    written and read as bytes here: the main process never needs torch for them.
+    """
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = run_dir
+        self.folder = run_dir / "checkpoints"
+
+    def save(self, trial: int, epochs: int, state: bytes) -> str:
+        return self.save_named(f"{trial}-e{epochs}", state)
+
+    def save_named(self, stem: str, state: bytes) -> str:
+        """Write `checkpoints/<stem>.pt` atomically; its name relative to the run folder."""
+        self.folder.mkdir(exist_ok=True)
+        name = f"checkpoints/{stem}.pt"
+        write_bytes_atomic(self.run_dir / name, state)
+        return name
+
+    def load(self, name: Any) -> bytes | None:
+        if not isinstance(name, str):
+            return None
+        try:
+            return (self.run_dir / name).read_bytes()
+        except OSError:
+            return None  # gone (or never written): the trial starts again from scratch
+
+    def remove(self, name: Any) -> None:
+        if isinstance(name, str):
+            try:
+                (self.run_dir / name).unlink()
+            except OSError:
+                pass
+
+    def drop_replaced(self, events: list[dict[str, Any]]) -> None:
+        """Once a trial's newer line is logged, its older checkpoints are no longer needed."""
+        if not self.folder.exists():
+            return
+        for e in events:
+            if e["event"] in ("rung", "trial"):
+                keep = e.get("checkpoint")
+                for path in self.folder.glob(f"{e['trial']}-e*.pt"):
+                    if f"checkpoints/{path.name}" != keep:
+                        self.remove(f"checkpoints/{path.name}")
+
+    def remove_round(self, specs: list[Any]) -> None:
+        if not self.folder.exists():
+            return
+        for spec in specs:
+            for path in self.folder.glob(f"{spec.trial}-e*.pt"):
+                self.remove(f"checkpoints/{path.name}")
+        try:
+            self.folder.rmdir()
+        except OSError:
+            pass  # other rounds' checkpoints are still there
