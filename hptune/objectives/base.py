@@ -55,8 +55,7 @@ class Task:
 
     def split(self) -> list["Task"]:
         """One task per trial (to retry a group whose worker died), each keeping its budget and resume point."""
-        return [Task((t,), self.budget, (self.resume_of(i),) if self.resume else None, self.keep_state)
-                for i, t in enumerate(self.trials)]
+        return one_per_task(self.trials, budget=self.budget, resume=self.resume, keep_state=self.keep_state)
 
 
 class Objective(Protocol):

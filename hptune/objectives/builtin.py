@@ -143,41 +143,28 @@ class BuiltinObjective:
         return out
 
     def _one(self, spec: TrialSpec, data: Any, task: Task, resume: Resume | None, start: float) -> TrialResult:
-        import io
-
-        import torch
-
         from ..training.trainer import Trainer
 
         trainer = Trainer(spec.params, data, seed=spec.seed, device=self.device, family=self.family)
         if resume is not None and resume.state is not None:
-            trainer.load_state_dict(torch.load(io.BytesIO(resume.state), weights_only=True))
+            trainer.load_state_dict(_from_bytes(resume.state))
             trainer.curve = [dict(p) for p in resume.curve]
         trainer.train(until_epoch=task.budget)
         r = trainer.result()
-        state = None
-        if task.keep_state and not trainer.diverged:
-            buffer = io.BytesIO()
-            torch.save(trainer.state_dict(), buffer)
-            state = buffer.getvalue()
+        state = _to_bytes(trainer.state_dict()) if task.keep_state and not trainer.diverged else None
         return TrialResult(trial=spec.trial, round=spec.round, status=Status(r["status"]), params=spec.params,
                            metrics=r["metrics"], seed=spec.seed, duration_s=round(time.perf_counter() - start, 6),
                            curve=r["curve"], epochs=r["epochs"], state=state)
 
     def _group(self, task: Task, data: Any) -> list[TrialResult]:
         """A stacked group: all its trials train as one model; each gets its share of the time."""
-        import io
-
-        import torch
-
         from ..training.params import resolve_params
         from ..training.trainer import Trainer
 
         start = time.perf_counter()
         specs = task.trials
         resumes = [task.resume_of(i) for i in range(len(specs))]
-        states = [None if r is None or r.state is None else torch.load(io.BytesIO(r.state), weights_only=True)
-                  for r in resumes]
+        states = [None if r is None or r.state is None else _from_bytes(r.state) for r in resumes]
         curves = [[dict(p) for p in r.curve] if r is not None else [] for r in resumes]
         if self.family == "mlp":
             from ..training.stacked import StackedMLPTrainer
@@ -217,11 +204,7 @@ class BuiltinObjective:
         share = round((time.perf_counter() - start) / len(specs), 6)
         out = []
         for i, spec in enumerate(specs):
-            state = None
-            if exports[i] is not None:
-                buffer = io.BytesIO()
-                torch.save(exports[i], buffer)
-                state = buffer.getvalue()
+            state = None if exports[i] is None else _to_bytes(exports[i])
             out.append(TrialResult(trial=spec.trial, round=spec.round,
                                    status=Status.DIVERGED if diverged[i] else Status.OK, params=spec.params,
                                    metrics=metrics[i], seed=spec.seed, duration_s=share, curve=curves[i],
@@ -256,3 +239,23 @@ class BuiltinObjective:
                 train_trial({"epochs": 1}, tiny, seed=0, device=self.device, family=self.family)
         except Exception:  # the real trial reports any problem with the data or the device
             pass
+
+
+def _to_bytes(state: dict[str, Any]) -> bytes:
+    """A training state (tensors only) as the bytes a checkpoint file holds."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def _from_bytes(data: bytes) -> dict[str, Any]:
+    """A training state back from checkpoint bytes: tensors only (`weights_only=True`)."""
+    import io
+
+    import torch
+
+    return torch.load(io.BytesIO(data), weights_only=True)
